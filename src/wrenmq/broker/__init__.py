@@ -1,0 +1,1 @@
+"""broker layer of wrenmq."""

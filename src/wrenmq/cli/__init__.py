@@ -1,0 +1,1 @@
+"""Command-line entry points; imports anything, imported by nothing."""
