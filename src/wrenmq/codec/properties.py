@@ -106,7 +106,7 @@ _BOOLEAN_BYTES: Final = frozenset({0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2
 _NON_ZERO: Final = frozenset({0x0B, 0x21, 0x27})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Properties:
     """The MQTT 5 properties of one packet; ``None`` (or ``()``) means absent.
 
@@ -141,6 +141,14 @@ class Properties:
     wildcard_subscription_available: int | None = None
     subscription_identifier_available: int | None = None
     shared_subscription_available: int | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in _FIELDS
+            if getattr(self, name) is not None and getattr(self, name) != ()
+        )
+        return f"Properties({shown})"
 
     def __bool__(self) -> bool:
         return self is not NO_PROPERTIES and self != NO_PROPERTIES
