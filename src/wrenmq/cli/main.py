@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from wrenmq import __version__
+from wrenmq.cli import broker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wrenmq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("version", help="print the version and exit")
+    broker.add_parser(sub)
     return parser
 
 
@@ -25,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "version"):
         print(f"wrenmq {__version__}")
         return 0
+    if args.command == "broker":
+        return broker.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
     return 2
 

@@ -107,13 +107,14 @@ def _connect(p: Connect, version: int) -> bytes:
 
 def _connack(p: ConnAck, version: int) -> bytes:
     if version == 5:
-        body = bytes([1 if p.session_present else 0, p.reason_code]) + _props(
-            p.properties, PacketType.CONNACK
-        )
+        # [MQTT-3.2.2-6]: session present is 0 whenever the reason code is not 0.
+        present = 1 if p.session_present and not p.reason_code else 0
+        body = bytes([present, p.reason_code]) + _props(p.properties, PacketType.CONNACK)
         return _frame(0x20, body)
     code = CONNACK_V3_FROM_V5[ReasonCode(p.reason_code)]
-    # [MQTT-3.2.2-4]: session present is 0 whenever the return code is not 0.
-    present = 1 if p.session_present and not code else 0
+    # [MQTT-3.2.2-4]: session present is 0 whenever the return code is not 0; MQTT 3.1 has no
+    # session present flag at all (that byte is reserved).
+    present = 1 if p.session_present and not code and version >= 4 else 0
     return bytes([0x20, 2, present, code])
 
 
@@ -228,6 +229,10 @@ def _disconnect(p: Disconnect, version: int) -> bytes:
 def _auth(p: Auth, version: int) -> bytes:
     if version != 5:
         raise _local("AUTH exists only in MQTT 5")
+    if p.reason_code and not p.properties:
+        # 3.15.2.1: only Success may drop the Property Length; AUTH, unlike DISCONNECT
+        # (3.14.2.2.1), has no "Remaining Length < 2" rule, so 0x18/0x19 carry an empty one.
+        return bytes([0xF0, 2, p.reason_code, 0])
     return _reason_and_props(0xF0, PacketType.AUTH, p.reason_code, p.properties)
 
 
@@ -264,7 +269,7 @@ class PublishTemplate:
     identifiers, a topic alias) in MQTT 5. QoS 0 variants are cached and shared as-is.
     """
 
-    __slots__ = ("_cache", "_payload", "_props_v5", "_topic", "topic")
+    __slots__ = ("_cache", "_payload", "_props_v5", "_topic", "properties", "topic")
 
     def __init__(
         self,
@@ -273,6 +278,7 @@ class PublishTemplate:
         properties: Properties = NO_PROPERTIES,
     ) -> None:
         self.topic = topic
+        self.properties = properties
         self._topic = encode_string(topic)
         self._payload = bytes(payload)
         self._props_v5 = b"" if properties is NO_PROPERTIES else encode_properties_body(properties)
@@ -283,6 +289,10 @@ class PublishTemplate:
     def from_publish(cls, publish: Publish) -> PublishTemplate:
         """Build a template from a PUBLISH (its own QoS, flags and packet id are ignored)."""
         return cls(publish.topic, publish.payload, publish.properties)
+
+    def with_properties(self, properties: Properties) -> PublishTemplate:
+        """A template of the same message with other properties (the payload is shared)."""
+        return PublishTemplate(self.topic, self._payload, properties)
 
     @property
     def payload(self) -> bytes:

@@ -1,0 +1,496 @@
+"""The broker facade: start, serve, stop; wires config, listeners, sessions, routing and hooks.
+
+Embed it in any asyncio program::
+
+    async with Broker(port=1883) as broker:
+        broker.publish("greetings", b"hello")
+        await broker.serve_forever()
+
+Everything the network side does happens in ``Connection`` callbacks without awaiting; timers
+(keep alive, connect timeout, session expiry, will delay, ``$SYS``) are ``call_later`` handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wrenmq.broker.config import BrokerConfig
+from wrenmq.broker.connection import CLOSED, CONNECTING, Connection
+from wrenmq.broker.hooks import HookEvent, Hooks
+from wrenmq.broker.retain import RetainedStore
+from wrenmq.broker.router import deliver_shared, route
+from wrenmq.broker.sessions import SESSION_NEVER_EXPIRES, Outgoing, Session, SubOptions
+from wrenmq.broker.subs import SubscriptionIndex
+from wrenmq.broker.sys_tree import SysTree
+from wrenmq.codec.encode import PublishTemplate
+from wrenmq.codec.packets import Will
+from wrenmq.codec.properties import NO_PROPERTIES, Properties
+from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.codec.topics import validate_topic_name
+
+__all__ = ["Broker", "BrokerStats", "SessionInfo"]
+
+log = logging.getLogger("wrenmq.broker")
+
+SWEEP_INTERVAL = 1.0
+
+
+class BrokerStats:
+    """Counters, published under ``$SYS`` and readable by embedders."""
+
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "connections_total",
+        "messages_dropped",
+        "messages_received",
+        "messages_sent",
+        "protocol_errors",
+    )
+
+    def __init__(self) -> None:
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.connections_total = 0
+        self.messages_dropped = 0
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.protocol_errors = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A snapshot of one session for the public API."""
+
+    client_id: str
+    connected: bool
+    protocol_level: int
+    peer: str | None
+    subscriptions: dict[str, int]
+    inflight: int
+    queued: int
+    dropped: int
+    expiry_interval: int
+
+
+class Broker:
+    """An MQTT 3.1 / 3.1.1 / 5.0 broker.
+
+    Args:
+        config: a ``BrokerConfig`` (e.g. from ``load_toml``); keyword arguments override it or,
+            without it, build one (``Broker(port=1884, max_inflight_messages=50)``). ``port`` and
+            ``bind_address`` keywords set the default listener.
+    """
+
+    def __init__(self, config: BrokerConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config = BrokerConfig.from_kwargs(**kwargs)
+        elif kwargs:
+            config = config.replace(**kwargs)
+        self.config = config
+        self.hooks = Hooks()
+        self.stats = BrokerStats()
+        self.index: SubscriptionIndex[Session, SubOptions] = SubscriptionIndex()
+        self.retained = RetainedStore(
+            max_count=config.retained_messages_max_count,
+            max_size=config.retained_message_max_size,
+        )
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()
+        self.connected_count = 0
+        self.started_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[asyncio.Server] = []
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sys = SysTree(self)
+        self._stopped: asyncio.Event | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the broker runs on."""
+        if self._loop is None:
+            raise RuntimeError("the broker is not started")
+        return self._loop
+
+    async def start(self) -> None:
+        """Open every listener and start the timers."""
+        loop = self._loop = asyncio.get_running_loop()
+        self.started_at = time.time()
+        self._stopped = asyncio.Event()
+        try:
+            for listener in self.config.listeners:
+                if listener.protocol != "mqtt":
+                    raise NotImplementedError(f"listener protocol {listener.protocol!r}")
+                server = await loop.create_server(
+                    lambda: Connection(self),
+                    host=listener.bind_address,
+                    port=listener.port,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+                self._servers.append(server)
+                for host, port in self.addresses[-len(server.sockets) :]:
+                    log.info("listening on %s:%d (mqtt)", host, port)
+        except BaseException:
+            await self.stop()
+            raise
+        self._sweep_handle = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        self._sys.start()
+
+    async def stop(self) -> None:
+        """Close the listeners and every connection (MQTT 5 clients get 0x8B)."""
+        for server in self._servers:
+            server.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        self._sys.stop()
+        for conn in list(self.connections):
+            conn.disconnect(ReasonCode.SERVER_SHUTTING_DOWN)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for session in list(self.sessions.values()):
+            for handle in (session.expiry_handle, session.will_handle):
+                if handle is not None:
+                    handle.cancel()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        """Run until ``stop()`` is called."""
+        if self._stopped is None:
+            await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every listening socket, in listener order."""
+        out = []
+        for server in self._servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                out.append((name[0], name[1]))
+        return out
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener (useful with port 0)."""
+        return self.addresses[0][1]
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def intercept(
+        self, event: HookEvent | str
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering an interceptor: ``@broker.intercept("message_publishing")``."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.hooks.add_interceptor(event, fn)
+            return fn
+
+        return register
+
+    def on(self, event: HookEvent | str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering an observer: ``@broker.on("client_connected")``."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.hooks.add_observer(event, fn)
+            return fn
+
+        return register
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+    ) -> int:
+        """Publish from inside the process; returns how many deliveries were made."""
+        validate_topic_name(topic)
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS {qos}")
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        return self.publish_message(topic, data, qos, retain, properties, "")
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """A snapshot of every session, connected or not."""
+        return [
+            SessionInfo(
+                s.client_id,
+                s.conn is not None,
+                s.version,
+                s.conn.peer if s.conn is not None else None,
+                {f: o.qos for f, o in s.subscriptions.items()},
+                len(s.inflight),
+                len(s.queue),
+                s.dropped,
+                s.expiry_interval,
+            )
+            for s in self.sessions.values()
+        ]
+
+    def list_subscriptions(self) -> list[tuple[str, str, int]]:
+        """Every subscription as (client id, topic filter, granted QoS)."""
+        return [(s.client_id, f, o.qos) for f, s, o in self.index.filters()]
+
+    def disconnect_client(
+        self, client_id: str, reason: ReasonCode = ReasonCode.ADMINISTRATIVE_ACTION
+    ) -> bool:
+        """Disconnect a connected client (MQTT 5 clients are told ``reason``)."""
+        session = self.sessions.get(client_id)
+        if session is None or session.conn is None:
+            return False
+        session.conn.disconnect(reason)
+        return True
+
+    # -- used by connections and handlers -------------------------------------------------------
+
+    def schedule_flush(self, conn: Connection) -> None:
+        """Flush ``conn`` at the end of this event loop iteration (one write per batch)."""
+        self._dirty.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        for conn in dirty:
+            conn.flush()
+
+    def connection_opened(self, conn: Connection) -> None:
+        """A socket was accepted."""
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+
+    def connection_closed(self, conn: Connection, exc: Exception | None) -> None:
+        """A socket is gone, for whatever reason."""
+        self.connections.discard(conn)
+        self._detach(conn, "connection lost" if exc is None else f"connection lost: {exc}")
+
+    def client_connected(self, conn: Connection) -> None:
+        """CONNACK 0 was sent."""
+        self.connected_count += 1
+        log.debug("client %r connected from %s (v%d)", conn.client_id, conn.peer, conn.version)
+        if self.hooks.observed(HookEvent.CLIENT_CONNECTED):
+            session = conn.session
+            present = session is not None and bool(session.subscriptions)
+            self.hooks.notify(
+                HookEvent.CLIENT_CONNECTED, conn.client_id, conn.peer, conn.version, present
+            )
+
+    def open_session(
+        self, conn: Connection, client_id: str, clean_start: bool, version: int
+    ) -> tuple[Session, bool]:
+        """Bind ``conn`` to the session of ``client_id``: take over, resume or create it."""
+        existing = self.sessions.get(client_id)
+        if existing is not None and existing.conn is not None:
+            old = existing.conn
+            log.info("client %r from %s takes over from %s", client_id, conn.peer, old.peer)
+            self._detach(old, "session taken over", ending=clean_start)
+            old.disconnect(ReasonCode.SESSION_TAKEN_OVER)  # [MQTT-3.1.4-3]
+        present = False
+        if existing is not None:
+            if existing.expiry_handle is not None:
+                existing.expiry_handle.cancel()
+                existing.expiry_handle = None
+            if clean_start or existing.client_id not in self.sessions:
+                self._end_session(existing)
+            else:
+                if existing.will_handle is not None:
+                    # [MQTT-3.1.3-9]: reconnecting before the will delay cancels the will.
+                    existing.will_handle.cancel()
+                    existing.will_handle = None
+                    existing.will = None
+                present = True
+        if present:
+            assert existing is not None
+            session = existing
+            session.version = version
+        else:
+            session = Session(
+                client_id,
+                version,
+                max_queued=self.config.max_queued_messages,
+                queue_qos0=self.config.queue_qos0_messages,
+                on_drop=self._session_dropped,
+            )
+            session.created_at = self.loop.time()
+            self.sessions[client_id] = session
+        session.conn = conn
+        session.disconnected_at = None
+        conn.session = session
+        return session, present
+
+    def _detach(self, conn: Connection, reason: str, *, ending: bool = False) -> None:
+        session = conn.session
+        if session is None or session.conn is not conn:
+            return
+        session.conn = None
+        session.disconnected_at = self.loop.time()
+        self.connected_count -= 1
+        conn.aliases.clear()
+        if self.hooks.observed(HookEvent.CLIENT_DISCONNECTED):
+            self.hooks.notify(HookEvent.CLIENT_DISCONNECTED, conn.client_id, conn.peer, reason)
+        if conn.will_pending and session.will is not None:
+            self._schedule_will(session)
+        else:
+            session.will = None
+        for msg in session.take_shared_unacked():
+            self._redeliver_shared(session, msg)
+        if ending or session.expiry_interval == 0:
+            self._end_session(session)
+        elif session.expiry_interval != SESSION_NEVER_EXPIRES:
+            session.expiry_handle = self.loop.call_later(
+                session.expiry_interval, self._expire_session, session
+            )
+
+    def _redeliver_shared(self, session: Session, msg: Outgoing) -> None:
+        if not deliver_shared(msg.share, msg.template, msg.qos, msg.expires_at, exclude=session):
+            session.enqueue(msg)  # nobody else can take it: keep it for this member
+
+    def _schedule_will(self, session: Session) -> None:
+        will = session.will
+        assert will is not None
+        delay = will.properties.will_delay_interval or 0
+        if delay <= 0 or session.expiry_interval == 0:
+            session.will = None
+            self._publish_will(session.client_id, will)
+        else:
+            # [MQTT-3.1.2-8]: published after the delay or when the session ends, if earlier.
+            session.will_handle = self.loop.call_later(
+                min(delay, session.expiry_interval), self._fire_will, session
+            )
+
+    def _fire_will(self, session: Session) -> None:
+        session.will_handle = None
+        will, session.will = session.will, None
+        if will is not None and session.conn is None:
+            self._publish_will(session.client_id, will)
+
+    def _publish_will(self, client_id: str, will: Will) -> None:
+        props = will.properties
+        if props.will_delay_interval is not None:
+            props = props.replace(will_delay_interval=None)
+        log.debug("publishing the will of %r on %r", client_id, will.topic)
+        self.publish_message(will.topic, will.payload, will.qos, will.retain, props, client_id)
+
+    def _expire_session(self, session: Session) -> None:
+        session.expiry_handle = None
+        if session.conn is None and self.sessions.get(session.client_id) is session:
+            log.debug("session %r expired", session.client_id)
+            self._end_session(session)
+
+    def _end_session(self, session: Session) -> None:
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        self.index.remove_all(session)
+        session.subscriptions.clear()
+        if session.expiry_handle is not None:
+            session.expiry_handle.cancel()
+            session.expiry_handle = None
+        if session.will_handle is not None:
+            session.will_handle.cancel()
+            self._fire_will(session)
+        session.queue.clear()
+        session.inflight.clear()
+
+    def subscribe(self, session: Session, topic_filter: str, opts: SubOptions) -> bool:
+        """Add or replace a subscription; True if it is new."""
+        session.subscriptions[topic_filter] = opts
+        return self.index.add(session, topic_filter, opts)
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """Remove a subscription; True if it existed."""
+        session.subscriptions.pop(topic_filter, None)
+        return self.index.remove(session, topic_filter)
+
+    def publish_message(
+        self,
+        topic: str,
+        payload: bytes | bytearray | memoryview,
+        qos: int,
+        retain: bool,
+        props: Properties,
+        origin: str,
+    ) -> int:
+        """Store (if retained) and route a message; returns the number of deliveries."""
+        expiry = props.message_expiry_interval
+        expires_at = None if expiry is None else self.loop.time() + expiry
+        template = PublishTemplate(topic, payload, props)
+        if retain and not self.retained.set(topic, template, qos, expires_at):
+            log.info("retained message on %r refused by the retained message caps", topic)
+        return route(self.index, topic, template, qos, retain, expires_at, origin)
+
+    def send_retained(self, session: Session, topic_filter: str, opts: SubOptions) -> None:
+        """Deliver the retained messages matching a new subscription [MQTT-3.3.1-9]."""
+        sub_ids = (opts.sub_id,) if opts.sub_id and session.version == 5 else ()
+        for msg in self.retained.matching(topic_filter, self.loop.time()):
+            qos = msg.qos if msg.qos < opts.qos else opts.qos
+            session.deliver(msg.template, qos, True, sub_ids, msg.expires_at)
+
+    def message_dropped(
+        self, session: Session | None, template: PublishTemplate | None, reason: str
+    ) -> None:
+        """Count a message dropped for one receiver (or on ingress when ``session`` is None)."""
+        self.stats.messages_dropped += 1
+        if self.hooks.observed(HookEvent.MESSAGE_DROPPED):
+            self.hooks.notify(
+                HookEvent.MESSAGE_DROPPED,
+                session.client_id if session is not None else "",
+                template.topic if template is not None else "",
+                reason,
+            )
+
+    def _session_dropped(self, session: Session, msg: Outgoing, reason: str) -> None:
+        self.message_dropped(session, msg.template, reason)
+
+    def message_delivered(self, session: Session) -> None:
+        """A QoS 1/2 delivery to ``session`` completed."""
+        if self.hooks.observed(HookEvent.MESSAGE_DELIVERED):
+            self.hooks.notify(HookEvent.MESSAGE_DELIVERED, session.client_id)
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Enforce connect timeouts and keep alive [MQTT-3.1.2-22] once a second."""
+        loop = self.loop
+        now = loop.time()
+        timeout = self.config.connect_timeout
+        for conn in list(self.connections):
+            if conn.state == CONNECTING:
+                if now - conn.created_at > timeout:
+                    log.info("closing %s: no CONNECT within %.0f s", conn.peer, timeout)
+                    conn.close_now()
+            elif (
+                conn.state != CLOSED
+                and conn.keepalive
+                and now - conn.last_rx > conn.keepalive * 1.5
+            ):
+                log.info("closing %r (%s): keep alive timeout", conn.client_id, conn.peer)
+                conn.disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
+        self._sweep_handle = loop.call_later(SWEEP_INTERVAL, self._sweep)

@@ -1,0 +1,398 @@
+"""Typed broker configuration: frozen dataclasses, a TOML loader and one table-driven validator.
+
+Role: turn a ``wrenmq.toml`` file (:func:`load_toml`), a plain mapping
+(:meth:`BrokerConfig.from_mapping`) or keyword arguments (:meth:`BrokerConfig.from_kwargs`) into an
+immutable, validated :class:`BrokerConfig`. Reading the file is kept apart from validating the
+mapping, so every path runs the same checks. Every problem is a :class:`~wrenmq.errors.ConfigError`
+whose ``where`` is ``"SOURCE:key"``, e.g. ``"wrenmq.toml:listener[1].port"`` (listener indexes
+count from 0, like the TOML array) or ``"keyword:max_keepalive"``.
+
+Keys use mosquitto.conf's option names and equal the field names, except that ``[[listener]]``
+tables fill ``listeners``. Each field carries its check in its ``metadata``, so the key table
+cannot drift from the dataclass. The constructors do not validate (they serve defaults and tests);
+paths are kept as written and not opened here.
+
+Imports: the standard library and :mod:`wrenmq.errors` only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import reprlib
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar, get_args
+
+from wrenmq.errors import ConfigError
+
+__all__ = ["BrokerConfig", "ListenerConfig", "ListenerProtocol", "LogLevel", "load_toml"]
+
+ListenerProtocol = Literal["mqtt", "mqtt+tls", "ws", "wss"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# MQTT 5 section 2.1.4: the Remaining Length is at most 268,435,455; a whole packet adds one byte of
+# fixed header and four bytes of Remaining Length.
+_MAX_REMAINING_LENGTH = 268_435_455
+_MAX_PACKET_SIZE = _MAX_REMAINING_LENGTH + 5
+_TLS_PROTOCOLS = frozenset({"mqtt+tls", "wss"})
+
+# ---------------------------------------------------------------------------------------------
+# Checks: each takes the raw value and its `where`, and returns the value to store or raises.
+
+_Check = Callable[[object, str], Any]
+_T = TypeVar("_T")
+_KINDS = {bool: "boolean", int: "integer", float: "float", str: "string", dict: "table"}
+_DURATION = re.compile(r"([0-9]+)([hdwmy])")
+_DAY = 86_400
+_UNIT_SECONDS = {"h": 3600, "d": _DAY, "w": 7 * _DAY, "m": 30 * _DAY, "y": 365 * _DAY}
+
+
+def _describe(value: object) -> str:
+    kind = _KINDS.get(type(value), "array" if isinstance(value, list | tuple) else None)
+    return f"{kind or type(value).__name__} {reprlib.repr(value)}"
+
+
+def _integer(low: int, high: int | None = None) -> _Check:
+    def check(value: object, where: str) -> int:
+        # bool is an int subclass in Python, but `true` where a number belongs is a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(where, f"expected an integer, got {_describe(value)}")
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ConfigError(where, f"must be {bounds}, got {value}")
+        return value
+
+    return check
+
+
+def _seconds(*, positive: bool) -> _Check:
+    def check(value: object, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(where, f"expected a number of seconds, got {_describe(value)}")
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            bound = "greater than 0" if positive else "0 or more"
+            raise ConfigError(where, f"must be a finite number {bound}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _boolean(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(where, f"expected a string, got {_describe(value)}")
+    if not value:
+        raise ConfigError(where, "must not be empty")
+    return value
+
+
+def _choice(*options: str) -> _Check:
+    def check(value: object, where: str) -> str:
+        text = _text(value, where)
+        if text not in options:
+            raise ConfigError(where, f"must be one of {list(options)}, got {text!r}")
+        return text
+
+    return check
+
+
+def _optional(check: _Check) -> _Check:
+    # TOML has no null: None only arrives from keyword arguments and replace().
+    return lambda value, where: None if value is None else check(value, where)
+
+
+def _connection_limit(value: object, where: str) -> int:
+    limit: int = _integer(-1)(value, where)
+    if limit == 0:
+        # 0 means "unlimited" for most limits here; silently refusing every client would be a trap.
+        raise ConfigError(where, "must be -1 (unlimited) or at least 1, got 0")
+    return limit
+
+
+def _duration(value: object, where: str) -> int:
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match is None:
+            like = "like '2h', '14d', '1w', '3m' (30-day months) or '1y'"
+            raise ConfigError(where, f"expected seconds or a duration {like}, got {value!r}")
+        value = int(match[1]) * _UNIT_SECONDS[match[2]]
+    return int(_integer(1)(value, where))
+
+
+def _field(default: _T, check: _Check) -> _T:
+    # The check rides in the field's metadata, so the key table cannot drift from the dataclass.
+    value: _T = field(default=default, metadata={"check": check})
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """One network endpoint the broker accepts connections on (a ``[[listener]]`` table).
+
+    Attributes:
+        port: TCP port, 0..65535; 0 asks the OS for an ephemeral port. Required in a table.
+        bind_address: Address or host name to bind; default ``"0.0.0.0"`` (all IPv4 interfaces).
+        protocol: ``"mqtt"`` (default), ``"mqtt+tls"``, ``"ws"`` (WebSocket) or ``"wss"``.
+        certfile: PEM certificate chain; required by ``mqtt+tls`` and ``wss``. Default None.
+        keyfile: PEM private key; required by ``mqtt+tls`` and ``wss``. Default None.
+        cafile: PEM CA bundle that client certificates are checked against. Default None.
+        require_certificate: Refuse TLS clients without a valid certificate (needs ``cafile``).
+        ws_path: HTTP path of the WebSocket endpoint (``ws``, ``wss``). Default ``"/mqtt"``.
+        allow_anonymous: This listener's ``allow_anonymous``; default None inherits the broker's.
+        max_connections: This listener's client limit (-1 unlimited); None inherits the broker's.
+    """
+
+    port: int = field(metadata={"check": _integer(0, 65535)})
+    bind_address: str = _field("0.0.0.0", _text)
+    protocol: ListenerProtocol = field(
+        default="mqtt", metadata={"check": _choice(*get_args(ListenerProtocol))}
+    )
+    certfile: str | None = _field(None, _optional(_text))
+    keyfile: str | None = _field(None, _optional(_text))
+    cafile: str | None = _field(None, _optional(_text))
+    require_certificate: bool = _field(False, _boolean)
+    ws_path: str = _field("/mqtt", _text)
+    allow_anonymous: bool | None = _field(None, _optional(_boolean))
+    max_connections: int | None = _field(None, _optional(_connection_limit))
+
+
+# Mosquitto 2 "local only mode": with no listener configured, serve the loopback interface only.
+_DEFAULT_LISTENER = ListenerConfig(port=1883, bind_address="127.0.0.1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    """Everything the broker can be configured with; immutable once built.
+
+    Attributes:
+        listeners: From ``[[listener]]`` tables; default one ``mqtt`` listener on 127.0.0.1:1883.
+            Top-level ``port`` and ``bind_address`` change that default listener instead.
+        allow_anonymous: Accept clients that send no username. Default True.
+        password_file: File that usernames and passwords are checked against; default None.
+        acl_file: Access control list file; default None (every client may use every topic).
+        max_keepalive: Largest keep alive a client may use, in seconds (MQTT 5 clients asking
+            for more are sent it as Server Keep Alive); 0..65535, default 65535.
+        connect_timeout: Seconds a new connection has to send CONNECT; > 0, default 10.0.
+        max_inflight_messages: QoS 1/2 messages in flight per client; 1..65535, default 20.
+        max_queued_messages: Messages queued per client beyond those in flight; >= 1, default 1000.
+        max_queued_bytes: Payload bytes queued per client; default 0 (no byte limit).
+        queue_qos0_messages: Queue QoS 0 messages for offline persistent sessions; default False.
+        message_size_limit: Largest PUBLISH payload, bytes (<= 268435455); default 0 (no limit).
+        max_packet_size: Largest packet accepted, bytes; 32..268435460 (MQTT maximum, default).
+        max_connections: Clients connected at once; default -1 (unlimited); 0 is refused.
+        max_topic_alias: Topic Alias Maximum offered to MQTT 5 clients; 0..65535, default 10.
+        max_subscriptions_per_client: Subscriptions one client may hold; default 0 (unlimited).
+        max_topic_levels: Levels allowed in a topic name or filter; default 0 (unlimited).
+        retain_available: Whether retained messages are supported; default True.
+        retained_messages_max_count: Retained messages stored; default 0 (unlimited).
+        retained_message_max_size: Largest retained payload in bytes; default 0 (unlimited).
+        max_qos: Highest QoS the broker grants, 0..2; default 2.
+        wildcard_subscription_available: Allow ``+`` and ``#`` in topic filters; default True.
+        shared_subscription_available: Allow ``$share/`` subscriptions; default True.
+        subscription_identifier_available: Support MQTT 5 Subscription Identifiers; default True.
+        session_expiry_max: Cap on Session Expiry Interval, seconds; default 0xFFFFFFFF (none).
+        persistent_client_expiration: Seconds before the session of an absent persistent client
+            is removed; default None (never). Accepts mosquitto durations too: ``"2h"``,
+            ``"14d"``, ``"1w"``, ``"3m"`` (30-day months), ``"1y"`` (365 days).
+        sys_interval: Seconds between ``$SYS`` topic updates; default 10.0, 0 disables them.
+        persistence: Save sessions and retained messages across restarts; default False.
+        persistence_location: Directory for the persistence data; default ``"./data"``.
+        log_level: ``"debug"``, ``"info"`` (default), ``"warning"`` or ``"error"``.
+        use_uvloop: Run on uvloop where it is installed; default True.
+    """
+
+    listeners: tuple[ListenerConfig, ...] = (_DEFAULT_LISTENER,)
+    allow_anonymous: bool = _field(True, _boolean)
+    password_file: str | None = _field(None, _optional(_text))
+    acl_file: str | None = _field(None, _optional(_text))
+    max_keepalive: int = _field(65535, _integer(0, 65535))
+    connect_timeout: float = _field(10.0, _seconds(positive=True))
+    max_inflight_messages: int = _field(20, _integer(1, 65535))
+    max_queued_messages: int = _field(1000, _integer(1))
+    max_queued_bytes: int = _field(0, _integer(0))
+    queue_qos0_messages: bool = _field(False, _boolean)
+    message_size_limit: int = _field(0, _integer(0, _MAX_REMAINING_LENGTH))
+    max_packet_size: int = _field(_MAX_PACKET_SIZE, _integer(32, _MAX_PACKET_SIZE))
+    max_connections: int = _field(-1, _connection_limit)
+    max_topic_alias: int = _field(10, _integer(0, 65535))
+    max_subscriptions_per_client: int = _field(0, _integer(0))
+    max_topic_levels: int = _field(0, _integer(0))
+    retain_available: bool = _field(True, _boolean)
+    retained_messages_max_count: int = _field(0, _integer(0))
+    retained_message_max_size: int = _field(0, _integer(0))
+    max_qos: int = _field(2, _integer(0, 2))
+    wildcard_subscription_available: bool = _field(True, _boolean)
+    shared_subscription_available: bool = _field(True, _boolean)
+    subscription_identifier_available: bool = _field(True, _boolean)
+    session_expiry_max: int = _field(0xFFFF_FFFF, _integer(0, 0xFFFF_FFFF))
+    persistent_client_expiration: int | None = _field(None, _optional(_duration))
+    sys_interval: float = _field(10.0, _seconds(positive=False))
+    persistence: bool = _field(False, _boolean)
+    persistence_location: str = _field("./data", _text)
+    log_level: LogLevel = field(default="info", metadata={"check": _choice(*get_args(LogLevel))})
+    use_uvloop: bool = _field(True, _boolean)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object], *, source: str) -> BrokerConfig:
+        """Validate config keys (as parsed from TOML) and build the config.
+
+        Args:
+            mapping: Top-level keys; ``listener`` holds a list of tables (mappings or
+                :class:`ListenerConfig`). Missing keys keep their defaults.
+            source: Where the mapping came from: the ``SOURCE`` in ``ConfigError.where``.
+
+        Raises:
+            ConfigError: For an unknown key, or a value of the wrong type or out of range.
+        """
+        values: dict[str, Any] = {}
+        for key, value in mapping.items():
+            where = f"{source}:{key}"
+            if key in _BROKER_CHECKS:
+                values[key] = _BROKER_CHECKS[key](value, where)
+            elif key not in _TOP_LISTENER_KEYS:
+                raise _unknown(key, where, _BROKER_KEYS, _LISTENER_CHECKS, "in [[listener]]")
+        values["listeners"] = _listeners(mapping, source)
+        return cls(**values)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: object) -> BrokerConfig:
+        """Build a config from keyword arguments named like the config keys (``listener=[...]``).
+
+        Raises:
+            ConfigError: As :meth:`from_mapping`, with ``where`` like ``"keyword:max_qos"``.
+        """
+        return cls.from_mapping(kwargs, source="keyword")
+
+    def replace(self, **changes: object) -> BrokerConfig:
+        """Return a copy with some fields changed, validated like :meth:`from_kwargs`.
+
+        Raises:
+            ConfigError: If the result is invalid; ``where`` starts with ``"keyword:"``.
+        """
+        mapping = self.to_dict()
+        if "listeners" in changes:
+            mapping["listener"] = changes.pop("listeners")
+        mapping.update(changes)
+        return BrokerConfig.from_mapping(mapping, source="keyword")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain data keyed like the config file, for display.
+
+        Listeners are under ``listener`` as a list of dicts and unset (None) values are left out,
+        so ``BrokerConfig.from_mapping(config.to_dict(), source=...)`` gives an equal config.
+        """
+        data = _plain(self)
+        data["listener"] = [_plain(listener) for listener in data.pop("listeners")]
+        return data
+
+
+def load_toml(path: str | os.PathLike[str]) -> BrokerConfig:
+    """Read a TOML config file and validate it with :meth:`BrokerConfig.from_mapping`.
+
+    Raises:
+        ConfigError: If the file cannot be read, is not valid TOML (the reason gives the line
+            and column) or is not a valid configuration. ``where`` starts with ``path`` as given.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(source, f"cannot read the file: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, f"invalid TOML: {exc}") from exc
+    return BrokerConfig.from_mapping(data, source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping -> dataclasses
+
+_LISTENER_CHECKS: dict[str, _Check] = {f.name: f.metadata["check"] for f in fields(ListenerConfig)}
+_BROKER_CHECKS: dict[str, _Check] = {
+    f.name: f.metadata["check"] for f in fields(BrokerConfig) if "check" in f.metadata
+}
+_SHORTHAND = ("port", "bind_address")
+_TOP_LISTENER_KEYS = ("listener", *_SHORTHAND)
+_BROKER_KEYS = (*_BROKER_CHECKS, *_TOP_LISTENER_KEYS)
+
+
+def _unknown(
+    key: str, where: str, known: Iterable[str], elsewhere: Iterable[str], place: str
+) -> ConfigError:
+    if key in elsewhere:
+        # Typically a top-level key written below a [[listener]] header: TOML puts it in there.
+        return ConfigError(where, f"{key!r} is not accepted here; it belongs {place}")
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(where, f"unknown key {key!r}{hint}")
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+def _listeners(mapping: Mapping[str, object], source: str) -> tuple[ListenerConfig, ...]:
+    shorthand = {key: mapping[key] for key in _SHORTHAND if key in mapping}
+    if "listener" not in mapping:
+        default = {"port": _DEFAULT_LISTENER.port, "bind_address": _DEFAULT_LISTENER.bind_address}
+        return (_listener({**default, **shorthand}, f"{source}:"),)
+    if shorthand:
+        reason = "cannot be combined with [[listener]] tables; set it inside each table instead"
+        raise ConfigError(f"{source}:{next(iter(shorthand))}", reason)
+    where = f"{source}:listener"
+    tables = mapping["listener"]
+    if not isinstance(tables, list | tuple):
+        raise ConfigError(where, f"expected [[listener]] tables, got {_describe(tables)}")
+    if not tables:
+        raise ConfigError(where, "needs at least one [[listener]] table")
+    listeners: list[ListenerConfig] = []
+    seen: dict[tuple[str, int], int] = {}
+    for index, table in enumerate(tables):
+        prefix = f"{where}[{index}]"
+        if isinstance(table, ListenerConfig):
+            table = _plain(table)
+        if not isinstance(table, Mapping):
+            raise ConfigError(prefix, f"expected a table, got {_describe(table)}")
+        listener = _listener(table, prefix + ".")
+        address = (listener.bind_address, listener.port)
+        if listener.port and address in seen:  # port 0 binds a fresh ephemeral port every time
+            reason = f"{listener.bind_address}:{listener.port} is already used by listener"
+            raise ConfigError(prefix + ".port", f"{reason}[{seen[address]}]")
+        seen[address] = index
+        listeners.append(listener)
+    return tuple(listeners)
+
+
+def _listener(table: Mapping[str, object], prefix: str) -> ListenerConfig:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _LISTENER_CHECKS:
+            place = "at the top level, above the first [[listener]] table"
+            raise _unknown(key, prefix + key, _LISTENER_CHECKS, _BROKER_KEYS, place)
+        values[key] = _LISTENER_CHECKS[key](value, prefix + key)
+    if "port" not in values:
+        raise ConfigError(prefix + "port", "is required in every [[listener]] table")
+    if not values.get("ws_path", "/").startswith("/"):
+        raise ConfigError(prefix + "ws_path", f"must start with '/', got {values['ws_path']!r}")
+    protocol = values.get("protocol", "mqtt")
+    if protocol in _TLS_PROTOCOLS:
+        for key in ("certfile", "keyfile"):
+            if values.get(key) is None:
+                raise ConfigError(prefix + key, f"is required when protocol is {protocol!r}")
+        if values.get("require_certificate") and values.get("cafile") is None:
+            raise ConfigError(prefix + "cafile", "is required when require_certificate is true")
+    else:
+        for key in ("certfile", "keyfile", "cafile", "require_certificate"):
+            if values.get(key):
+                reason = f"applies only to 'mqtt+tls' and 'wss' listeners, not {protocol!r}"
+                raise ConfigError(prefix + key, reason)
+    return ListenerConfig(**values)

@@ -1,0 +1,227 @@
+"""One client connection: an ``asyncio.Protocol`` that feeds the codec and batches writes.
+
+The hot path never awaits and never creates a task: ``data_received`` decodes every complete
+packet and hands it to ``dispatch``; writes are collected per connection and flushed once per event
+loop iteration, so a burst of deliveries to one subscriber becomes one ``write``. Back-pressure:
+``pause_writing`` marks the connection congested and deliveries queue in the session instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING, Any, cast
+
+from wrenmq.broker import dispatch
+from wrenmq.codec.decode import StreamDecoder
+from wrenmq.codec.encode import PublishTemplate, encode
+from wrenmq.codec.packets import ConnAck, Disconnect, Packet
+from wrenmq.codec.properties import NO_PROPERTIES, Properties
+from wrenmq.codec.reason_codes import ReasonCode
+
+if TYPE_CHECKING:
+    from wrenmq.broker.broker import Broker
+    from wrenmq.broker.sessions import Session
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("wrenmq.broker")
+
+CONNECTING, CONNECTED, CLOSED = 0, 1, 2
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """The broker's side of one network connection."""
+
+    __slots__ = (
+        "_wbuf",
+        "aliases",
+        "broker",
+        "client_id",
+        "congested",
+        "created_at",
+        "decoder",
+        "keepalive",
+        "last_rx",
+        "max_packet_size",
+        "peer",
+        "problem_info",
+        "receive_maximum",
+        "session",
+        "state",
+        "topic_alias_max",
+        "transport",
+        "version",
+        "will_pending",
+    )
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.transport: asyncio.Transport | None = None
+        self.decoder = StreamDecoder(max_packet_size=broker.config.max_packet_size)
+        self.state = CONNECTING
+        self.version = 4
+        self.client_id = ""
+        self.peer = "?"
+        self.session: Session | None = None
+        self.keepalive = 0
+        self.created_at = 0.0
+        self.last_rx = 0.0
+        self.congested = False
+        self.aliases: dict[int, str] = {}
+        self.topic_alias_max = 0
+        self.receive_maximum = 65535
+        self.max_packet_size = 0  # the client's Maximum Packet Size (0 = none)
+        self.problem_info = True
+        self.will_pending = True  # cleared by a normal DISCONNECT
+        self._wbuf: list[bytes | bytearray] | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection({self.client_id!r} from {self.peer})"
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.created_at = self.last_rx = self.broker.loop.time()
+        self.broker.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        if self.state == CLOSED:
+            return
+        self.last_rx = self.broker.loop.time()
+        self.broker.stats.bytes_received += len(data)
+        decoder = self.decoder
+        packets = decoder.feed(data)
+        if packets:
+            dispatch.dispatch(self, packets)
+        if decoder.error is not None and self.state != CLOSED:
+            dispatch.fail(self, decoder.error)
+
+    def eof_received(self) -> bool:  # noqa: D102
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self.state = CLOSED
+        self._wbuf = None
+        self.broker.connection_closed(self, exc)
+
+    def pause_writing(self) -> None:  # noqa: D102
+        self.congested = True
+
+    def resume_writing(self) -> None:  # noqa: D102
+        self.congested = False
+        session = self.session
+        if session is not None and session.queue:
+            session.pump()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Queue bytes for the next flush (once per event loop iteration)."""
+        buf = self._wbuf
+        if buf is None:
+            if self.state == CLOSED:
+                return
+            self._wbuf = [data]
+            self.broker.schedule_flush(self)
+        else:
+            buf.append(data)
+
+    def flush(self) -> None:
+        """Write everything queued by ``write`` in one call."""
+        buf = self._wbuf
+        self._wbuf = None
+        transport = self.transport
+        if not buf or transport is None or transport.is_closing():
+            return
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        self.broker.stats.bytes_sent += len(data)
+        transport.write(data)
+
+    def send(self, packet: Packet) -> None:
+        """Encode ``packet`` for this connection's protocol level and queue it."""
+        self.write(encode(packet, self.version))
+
+    def send_pubrel(self, packet_id: int) -> None:
+        """Queue a PUBREL."""
+        self.write(b"\x62\x02" + packet_id.to_bytes(2, "big"))
+
+    def send_publish(
+        self,
+        template: PublishTemplate,
+        qos: int,
+        packet_id: int,
+        retain: bool,
+        dup: bool,
+        sub_ids: tuple[int, ...],
+        expires_at: float | None,
+    ) -> bool:
+        """Queue one PUBLISH; False if it was not sent (expired, or too large for this client)."""
+        broker = self.broker
+        if expires_at is not None:
+            remaining = expires_at - broker.loop.time()
+            if remaining <= 0:
+                broker.message_dropped(self.session, template, "expired")
+                return False
+            if self.version == 5:
+                left = math.ceil(remaining)
+                if left < (template.properties.message_expiry_interval or 0):
+                    # [MQTT-3.3.2-6]: the interval sent is what is left of it.
+                    template = template.with_properties(
+                        template.properties.replace(message_expiry_interval=left)
+                    )
+        data = template.for_receiver(
+            self.version, qos, packet_id, retain=retain, dup=dup, subscription_identifiers=sub_ids
+        )
+        if self.max_packet_size and len(data) > self.max_packet_size:
+            # [MQTT-3.1.2-25]: never send a packet larger than the client accepts; drop it.
+            broker.message_dropped(self.session, template, "larger than the client's maximum")
+            return False
+        self.write(data)
+        broker.stats.messages_sent += 1
+        return True
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def refuse(self, reason: ReasonCode, message: str = "") -> None:
+        """Answer CONNECT with a failure CONNACK and close [MQTT-3.2.2-7]."""
+        props = NO_PROPERTIES
+        if self.version == 5 and message and self.problem_info:
+            props = Properties(reason_string=message)
+        self.send(ConnAck(False, reason, props))
+        self.close_now()
+
+    def disconnect(self, reason: ReasonCode, message: str = "") -> None:
+        """Send DISCONNECT with ``reason`` (MQTT 5 only) and close [MQTT-4.13.2-1]."""
+        if self.state == CONNECTED and self.version == 5:
+            props = NO_PROPERTIES
+            if message and self.problem_info:
+                props = Properties(reason_string=message[:200])
+            self.send(Disconnect(reason, props))
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Flush what is queued and close the transport."""
+        if self.state == CLOSED:
+            return
+        self.flush()
+        self.state = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+
+
+def connection_info(conn: Connection) -> dict[str, Any]:
+    """A snapshot of a connection for the public API."""
+    return {
+        "client_id": conn.client_id,
+        "peer": conn.peer,
+        "protocol_level": conn.version,
+        "keepalive": conn.keepalive,
+    }

@@ -1,0 +1,122 @@
+"""CONNECT: version, client id, keep alive, authentication, session takeover/resume, CONNACK."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from wrenmq.broker.hooks import HookEvent
+from wrenmq.broker.sessions import SESSION_NEVER_EXPIRES
+from wrenmq.codec.packets import ConnAck, Connect
+from wrenmq.codec.properties import NO_PROPERTIES, Properties
+from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.errors import MQTTError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from wrenmq.broker.connection import Connection
+
+__all__ = ["handle_connect"]
+
+log = logging.getLogger("wrenmq.broker")
+
+MAX_PACKET = 268_435_460
+
+
+def handle_connect(conn: Connection, p: Connect) -> None:
+    """Accept or refuse a CONNECT; on success the connection is bound to its session."""
+    if conn.state != 0:
+        raise RemoteProtocolError(ReasonCode.PROTOCOL_ERROR, "second CONNECT")  # [MQTT-3.1.0-2]
+    broker = conn.broker
+    cfg = broker.config
+    version = conn.version = p.protocol_level
+    props = p.properties
+    if version == 5:
+        if props.request_problem_information == 0:
+            conn.problem_info = False
+        if props.authentication_method is not None:
+            raise MQTTError(
+                ReasonCode.BAD_AUTHENTICATION_METHOD,
+                f"authentication method {props.authentication_method!r} is not supported",
+            )
+        if props.maximum_packet_size:
+            conn.max_packet_size = props.maximum_packet_size
+
+    client_id = p.client_id
+    assigned = None
+    if not client_id:
+        # [MQTT-3.1.3-6]: the server assigns an id (3.1.1 checked clean session in the codec).
+        client_id = assigned = f"wrenmq-{uuid.uuid4().hex[:16]}"
+    conn.client_id = client_id
+
+    if 0 <= cfg.max_connections <= broker.connected_count:
+        raise MQTTError(ReasonCode.QUOTA_EXCEEDED, "too many connections")
+    if p.username is None and not cfg.allow_anonymous:
+        raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
+    verdict = broker.hooks.intercept(HookEvent.CLIENT_CONNECTING, conn, p)
+    if verdict is not None:
+        raise MQTTError(verdict, "refused by the client_connecting interceptor")
+
+    keepalive = p.keepalive
+    server_keepalive = None
+    if cfg.max_keepalive and (
+        keepalive > cfg.max_keepalive
+        or (keepalive == 0 and version == 5 and cfg.max_keepalive < 65535)
+    ):
+        keepalive = cfg.max_keepalive
+        if version == 5:
+            server_keepalive = keepalive  # [MQTT-3.2.2-21]
+        else:
+            log.info("%r asked for keep alive %d; using %d", client_id, p.keepalive, keepalive)
+    conn.keepalive = keepalive
+
+    if version == 5:
+        expiry = props.session_expiry_interval or 0
+        capped = min(expiry, cfg.session_expiry_max)
+    else:
+        expiry = capped = 0 if p.clean_start else SESSION_NEVER_EXPIRES
+    session, present = broker.open_session(conn, client_id, p.clean_start, version)
+    session.expiry_interval = capped
+    if version < 5 and not p.clean_start and cfg.persistent_client_expiration:
+        session.expiry_interval = cfg.persistent_client_expiration
+    session.will = p.will
+    session.inflight_max = cfg.max_inflight_messages
+    if version == 5 and props.receive_maximum:
+        session.inflight_max = min(props.receive_maximum, cfg.max_inflight_messages)
+    session.max_packet_size = conn.max_packet_size
+    conn.topic_alias_max = cfg.max_topic_alias if version == 5 else 0
+    conn.receive_maximum = cfg.max_inflight_messages
+    conn.state = 1
+
+    ack_props = NO_PROPERTIES
+    if version == 5:
+        fields: dict[str, object] = {
+            "receive_maximum": conn.receive_maximum,
+            "topic_alias_maximum": conn.topic_alias_max or None,
+        }
+        if assigned is not None:
+            fields["assigned_client_identifier"] = assigned
+        if server_keepalive is not None:
+            fields["server_keep_alive"] = server_keepalive
+        if capped != expiry:
+            fields["session_expiry_interval"] = capped
+        if cfg.max_qos < 2:
+            fields["maximum_qos"] = cfg.max_qos
+        if not cfg.retain_available:
+            fields["retain_available"] = 0
+        if cfg.max_packet_size < MAX_PACKET:
+            fields["maximum_packet_size"] = cfg.max_packet_size
+        if not cfg.wildcard_subscription_available:
+            fields["wildcard_subscription_available"] = 0
+        if not cfg.subscription_identifier_available:
+            fields["subscription_identifier_available"] = 0
+        if not cfg.shared_subscription_available:
+            fields["shared_subscription_available"] = 0
+        if props.request_response_information:
+            fields["response_information"] = f"wrenmq/response/{client_id}"
+        ack_props = Properties(**fields)  # type: ignore[arg-type]
+    conn.send(ConnAck(present, ReasonCode.SUCCESS, ack_props))
+    if present:
+        session.resend_inflight()
+        session.pump()
+    broker.client_connected(conn)

@@ -1,0 +1,148 @@
+"""PUBLISH and its acknowledgements, in mosquitto's fixed order: topic alias -> limits -> hooks ->
+QoS 2 duplicate check -> retain -> route -> acknowledge [MQTT-3.3, 4.3].
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wrenmq.broker.hooks import HookEvent
+from wrenmq.codec.packets import PubAck, PubComp, Publish, PubRec, PubRel
+from wrenmq.codec.properties import NO_PROPERTIES
+from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from wrenmq.broker.connection import Connection
+
+__all__ = ["handle_puback", "handle_pubcomp", "handle_publish", "handle_pubrec", "handle_pubrel"]
+
+_SUCCESS = ReasonCode.SUCCESS
+_NO_MATCHING = ReasonCode.NO_MATCHING_SUBSCRIBERS
+
+
+def _ack(conn: Connection, qos: int, packet_id: int, code: ReasonCode) -> None:
+    first = 0x40 if qos == 1 else 0x50
+    if code and conn.version == 5:
+        conn.write(bytes((first, 3, packet_id >> 8, packet_id & 0xFF, code)))
+    else:
+        conn.write(bytes((first, 2, packet_id >> 8, packet_id & 0xFF)))
+
+
+def handle_publish(conn: Connection, p: Publish) -> None:
+    """An incoming PUBLISH: validate, route to subscribers, store if retained, acknowledge."""
+    broker = conn.broker
+    session = conn.session
+    if session is None:
+        raise RemoteProtocolError(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNECT")
+    broker.stats.messages_received += 1
+    topic = p.topic
+    props = p.properties
+    if props is not NO_PROPERTIES:
+        alias = props.topic_alias
+        if alias is not None:
+            if alias > conn.topic_alias_max:
+                raise RemoteProtocolError(
+                    ReasonCode.TOPIC_ALIAS_INVALID,
+                    f"topic alias {alias} above the maximum {conn.topic_alias_max}",
+                )  # [MQTT-3.3.2-9]
+            if topic:
+                conn.aliases[alias] = topic
+            else:
+                known = conn.aliases.get(alias)
+                if known is None:
+                    raise RemoteProtocolError(
+                        ReasonCode.PROTOCOL_ERROR, f"unknown topic alias {alias}"
+                    )
+                topic = known
+            props = props.replace(topic_alias=None)
+        if props.subscription_identifiers:
+            raise RemoteProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "a client may not send subscription identifiers"
+            )  # [MQTT-3.3.4-6]
+    qos = p.qos
+    packet_id = p.packet_id
+    cfg = broker.config
+    if qos > cfg.max_qos:
+        raise RemoteProtocolError(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} is not supported")
+    if p.retain and not cfg.retain_available:
+        raise RemoteProtocolError(ReasonCode.RETAIN_NOT_SUPPORTED, "retain is not supported")
+    if qos == 2:
+        incoming = session.incoming_qos2
+        if packet_id in incoming:
+            # A resend of a message we already have: acknowledge, never route twice [MQTT-4.3.3].
+            _ack(conn, 2, packet_id, _SUCCESS)
+            return
+        if len(incoming) >= conn.receive_maximum:
+            raise RemoteProtocolError(
+                ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 than allowed"
+            )  # [MQTT-3.3.4-9]
+    limit = cfg.message_size_limit
+    if limit and len(p.payload) > limit:
+        broker.message_dropped(None, None, "payload larger than message_size_limit")
+        if qos:
+            if qos == 2:
+                session.incoming_qos2.add(packet_id)
+            _ack(conn, qos, packet_id, ReasonCode.PACKET_TOO_LARGE)
+        return
+    if topic.startswith("$"):
+        # Topics beginning with '$' belong to the server [MQTT-4.7.2-1]: accept and drop.
+        if qos:
+            if qos == 2:
+                session.incoming_qos2.add(packet_id)
+            _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
+        return
+    hooks = broker.hooks
+    if hooks.intercepts_publish:
+        result = hooks.intercept_publish(conn, topic, p.payload, qos, p.retain, props)
+        if result is None:
+            if qos:
+                if qos == 2:
+                    session.incoming_qos2.add(packet_id)
+                _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
+            return
+        topic, payload, qos_out, retain, props = result
+    else:
+        payload, qos_out, retain = p.payload, qos, p.retain
+    count = broker.publish_message(topic, payload, qos_out, retain, props, conn.client_id)
+    if qos:
+        if qos == 2:
+            session.incoming_qos2.add(packet_id)
+        _ack(conn, qos, packet_id, _SUCCESS if count else _NO_MATCHING)
+    if hooks.observed(HookEvent.MESSAGE_PUBLISHED):
+        hooks.notify(HookEvent.MESSAGE_PUBLISHED, conn.client_id, topic, qos, retain, count)
+
+
+def handle_puback(conn: Connection, p: PubAck) -> None:
+    """PUBACK: a QoS 1 delivery is complete."""
+    session = conn.session
+    if session is not None and session.acked(p.packet_id) is not None:
+        conn.broker.message_delivered(session)
+
+
+def handle_pubrec(conn: Connection, p: PubRec) -> None:
+    """PUBREC: answer PUBREL (unless the receiver refused the message) [MQTT-4.3.3-4]."""
+    session = conn.session
+    if session is not None and session.received(p.packet_id, p.reason_code >= 0x80):
+        conn.send_pubrel(p.packet_id)
+
+
+def handle_pubrel(conn: Connection, p: PubRel) -> None:
+    """PUBREL: release the QoS 2 packet id and answer PUBCOMP [MQTT-4.3.3-11]."""
+    session = conn.session
+    if session is None:
+        return
+    if p.packet_id in session.incoming_qos2:
+        session.incoming_qos2.discard(p.packet_id)
+        conn.write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
+    elif conn.version == 5:
+        conn.send(PubComp(p.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+    else:
+        conn.write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
+
+
+def handle_pubcomp(conn: Connection, p: PubComp) -> None:
+    """PUBCOMP: a QoS 2 delivery is complete."""
+    session = conn.session
+    if session is not None and session.acked(p.packet_id) is not None:
+        conn.broker.message_delivered(session)

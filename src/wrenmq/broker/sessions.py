@@ -1,0 +1,285 @@
+"""Broker-side sessions: subscriptions, the outgoing in-flight window and the bounded queue.
+
+A ``Session`` outlives its network connection when the client asked for it (clean start 0 /
+session expiry > 0). It owns every message on its way to the client: the in-flight window (QoS 1/2
+sent and not yet acknowledged, in send order) and the queue behind it, bounded by
+``max_queued_messages`` (QoS 0 messages are dropped first, then the oldest). Pure data plus the
+write-side of delivery; it never awaits. Imports codec and the broker's own pure modules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from wrenmq.codec.encode import PublishTemplate
+from wrenmq.codec.packets import Will
+
+if TYPE_CHECKING:
+    from wrenmq.broker.connection import Connection
+
+__all__ = ["SESSION_NEVER_EXPIRES", "Outgoing", "Session", "SubOptions"]
+
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+# Outgoing states.
+QUEUED, AWAIT_ACK, AWAIT_COMP = 0, 1, 2
+
+
+class SubOptions:
+    """The options one subscription was granted with."""
+
+    __slots__ = ("no_local", "qos", "retain_as_published", "retain_handling", "sub_id")
+
+    def __init__(
+        self,
+        qos: int,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        sub_id: int | None = None,
+    ) -> None:
+        self.qos = qos
+        self.no_local = no_local
+        self.retain_as_published = retain_as_published
+        self.retain_handling = retain_handling
+        self.sub_id = sub_id
+
+    def __repr__(self) -> str:
+        return (
+            f"SubOptions(qos={self.qos}, no_local={self.no_local}, "
+            f"rap={self.retain_as_published}, rh={self.retain_handling}, sub_id={self.sub_id})"
+        )
+
+
+class Outgoing:
+    """One message on its way to one session."""
+
+    __slots__ = (
+        "expires_at",
+        "packet_id",
+        "qos",
+        "retain",
+        "share",
+        "state",
+        "sub_ids",
+        "template",
+    )
+
+    def __init__(
+        self,
+        template: PublishTemplate,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        expires_at: float | None,
+        share: Any = None,
+    ) -> None:
+        self.template = template
+        self.qos = qos
+        self.retain = retain
+        self.sub_ids = sub_ids
+        self.expires_at = expires_at
+        self.share = share  # the shared group it came through, for redelivery to another member
+        self.packet_id = 0
+        self.state = QUEUED
+
+
+class Session:
+    """The broker's state for one client id."""
+
+    __slots__ = (
+        "__weakref__",
+        "client_id",
+        "conn",
+        "created_at",
+        "disconnected_at",
+        "dropped",
+        "expiry_handle",
+        "expiry_interval",
+        "incoming_qos2",
+        "inflight",
+        "inflight_max",
+        "max_packet_size",
+        "max_queued",
+        "max_queued_bytes",
+        "next_packet_id",
+        "on_drop",
+        "queue",
+        "queue_qos0",
+        "subscriptions",
+        "version",
+        "will",
+        "will_handle",
+    )
+
+    def __init__(
+        self,
+        client_id: str,
+        version: int,
+        *,
+        max_queued: int,
+        queue_qos0: bool,
+        on_drop: Callable[[Session, Outgoing, str], None],
+    ) -> None:
+        self.client_id = client_id
+        self.version = version
+        self.conn: Connection | None = None
+        self.expiry_interval = 0
+        self.subscriptions: dict[str, SubOptions] = {}
+        self.inflight: dict[int, Outgoing] = {}
+        self.inflight_max = 20
+        self.queue: deque[Outgoing] = deque()
+        self.max_queued = max_queued
+        self.max_queued_bytes = 0
+        self.queue_qos0 = queue_qos0
+        self.max_packet_size = 0  # the client's Maximum Packet Size; 0 = none announced
+        self.incoming_qos2: set[int] = set()
+        self.next_packet_id = 1
+        self.will: Will | None = None
+        self.will_handle: Any = None
+        self.expiry_handle: Any = None
+        self.created_at = 0.0
+        self.disconnected_at: float | None = None
+        self.dropped = 0
+        self.on_drop = on_drop
+
+    def __repr__(self) -> str:
+        state = "online" if self.conn is not None else "offline"
+        return f"Session({self.client_id!r}, v{self.version}, {state})"
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def deliver(
+        self,
+        template: PublishTemplate,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        expires_at: float | None,
+        share: Any = None,
+    ) -> None:
+        """Send a message now if the connection and the in-flight window allow, else queue it."""
+        conn = self.conn
+        if conn is not None and not conn.congested and not self.queue:
+            if not qos:
+                conn.send_publish(template, 0, 0, retain, False, sub_ids, expires_at)
+                return
+            if len(self.inflight) < self.inflight_max:
+                msg = Outgoing(template, qos, retain, sub_ids, expires_at, share)
+                self._send_new(conn, msg)
+                return
+        if not qos and conn is None and not self.queue_qos0:
+            return  # QoS 0 is not kept for offline clients unless configured [MQTT-3.1.2-?]
+        self.enqueue(Outgoing(template, qos, retain, sub_ids, expires_at, share))
+
+    def enqueue(self, msg: Outgoing) -> None:
+        """Queue ``msg`` behind the window, enforcing ``max_queued`` (QoS 0 first, then oldest)."""
+        queue = self.queue
+        if len(queue) >= self.max_queued:
+            victim = None
+            for i, queued in enumerate(queue):
+                if not queued.qos:
+                    victim = queued
+                    del queue[i]
+                    break
+            if victim is None:
+                if not msg.qos:
+                    self.dropped += 1
+                    self.on_drop(self, msg, "queue full")
+                    return
+                victim = queue.popleft()
+            self.dropped += 1
+            self.on_drop(self, victim, "queue full")
+        queue.append(msg)
+
+    def _alloc_packet_id(self) -> int:
+        pid = self.next_packet_id
+        inflight = self.inflight
+        while pid in inflight:
+            pid = pid + 1 if pid < 0xFFFF else 1
+        self.next_packet_id = pid + 1 if pid < 0xFFFF else 1
+        return pid
+
+    def _send_new(self, conn: Connection, msg: Outgoing) -> None:
+        pid = self._alloc_packet_id()
+        msg.packet_id = pid
+        msg.state = AWAIT_ACK
+        self.inflight[pid] = msg
+        if not conn.send_publish(
+            msg.template, msg.qos, pid, msg.retain, False, msg.sub_ids, msg.expires_at
+        ):
+            # Too large for this client or expired: it never goes on the wire.
+            del self.inflight[pid]
+
+    def pump(self) -> None:
+        """Move queued messages onto the wire while the window and the connection allow."""
+        conn = self.conn
+        queue = self.queue
+        if conn is None:
+            return
+        inflight = self.inflight
+        limit = self.inflight_max
+        while queue and not conn.congested:
+            msg = queue[0]
+            if msg.qos and len(inflight) >= limit:
+                return
+            queue.popleft()
+            if msg.qos:
+                self._send_new(conn, msg)
+            else:
+                conn.send_publish(
+                    msg.template, 0, 0, msg.retain, False, msg.sub_ids, msg.expires_at
+                )
+
+    def resend_inflight(self) -> None:
+        """On session resume: resend unacknowledged PUBLISH with DUP, and PUBREL [MQTT-4.4.0-1]."""
+        conn = self.conn
+        if conn is None:
+            return
+        for pid, msg in list(self.inflight.items()):
+            if msg.state == AWAIT_COMP:
+                conn.send_pubrel(pid)
+            elif not conn.send_publish(
+                msg.template, msg.qos, pid, msg.retain, True, msg.sub_ids, msg.expires_at
+            ):
+                del self.inflight[pid]
+
+    # -- acknowledgements ----------------------------------------------------------------------
+
+    def acked(self, packet_id: int) -> Outgoing | None:
+        """PUBACK or PUBCOMP arrived: the message is done; refill the window."""
+        msg = self.inflight.pop(packet_id, None)
+        if self.queue:
+            self.pump()
+        return msg
+
+    def received(self, packet_id: int, failed: bool) -> bool:
+        """PUBREC arrived: True if a PUBREL must follow (the flow continues)."""
+        msg = self.inflight.get(packet_id)
+        if msg is None:
+            return not failed  # answer PUBREL anyway so the client can finish [MQTT-4.3.3]
+        if failed:
+            del self.inflight[packet_id]
+            if self.queue:
+                self.pump()
+            return False
+        msg.state = AWAIT_COMP
+        return True
+
+    def take_shared_unacked(self) -> list[Outgoing]:
+        """Remove and return the messages that came through a shared subscription and were not
+        yet received by the client (QoS 1 unacked, QoS 2 before PUBREC), for another member.
+        """
+        taken = [m for m in self.inflight.values() if m.share is not None and m.state == AWAIT_ACK]
+        for msg in taken:
+            del self.inflight[msg.packet_id]
+            msg.packet_id = 0
+            msg.state = QUEUED
+        if any(m.share is not None for m in self.queue):
+            kept: deque[Outgoing] = deque()
+            for msg in self.queue:
+                (taken if msg.share is not None else kept).append(msg)
+            self.queue = kept
+        return taken
