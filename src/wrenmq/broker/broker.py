@@ -38,6 +38,7 @@ __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 log = logging.getLogger("wrenmq.broker")
 
 SWEEP_INTERVAL = 1.0
+BACKPRESSURE_PATIENCE = 2.0  # seconds a publisher may stay paused by one set of subscribers
 
 
 class BrokerStats:
@@ -107,6 +108,7 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.Server] = []
         self._dirty: list[Connection] = []
+        self.pressure: list[Session] = []  # sessions whose queue crossed the high-water mark
         self._flush_scheduled = False
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sys = SysTree(self)
@@ -338,6 +340,7 @@ class Broker:
                 max_queued=self.config.max_queued_messages,
                 queue_qos0=self.config.queue_qos0_messages,
                 on_drop=self._session_dropped,
+                pressure=self.pressure,
             )
             session.created_at = self.loop.time()
             self.sessions[client_id] = session
@@ -352,6 +355,8 @@ class Broker:
             return
         session.conn = None
         session.disconnected_at = self.loop.time()
+        if session.blocked:
+            session.release()  # an offline session queues or drops; it never holds publishers
         self.connected_count -= 1
         conn.aliases.clear()
         if self.hooks.observed(HookEvent.CLIENT_DISCONNECTED):
@@ -486,6 +491,14 @@ class Broker:
                 if now - conn.created_at > timeout:
                     log.info("closing %s: no CONNECT within %.0f s", conn.peer, timeout)
                     conn.close_now()
+            elif conn.paused_at and now - conn.paused_at > BACKPRESSURE_PATIENCE:
+                # The subscribers holding this publisher made no progress: cut them loose so
+                # one stuck client never stalls the others; their queues now drop instead.
+                for session in list(conn.waiting_on):
+                    session.stalled = True
+                    if conn in session.blocked:
+                        session.blocked.remove(conn)
+                    conn.unblock(session)
             elif (
                 conn.state != CLOSED
                 and conn.keepalive

@@ -8,9 +8,8 @@ whose ``where`` is ``"SOURCE:key"``, e.g. ``"wrenmq.toml:listener[1].port"`` (li
 count from 0, like the TOML array) or ``"keyword:max_keepalive"``.
 
 Keys use mosquitto.conf's option names and equal the field names, except that ``[[listener]]``
-tables fill ``listeners``. Each field carries its check in its ``metadata``, so the key table
-cannot drift from the dataclass. The constructors do not validate (they serve defaults and tests);
-paths are kept as written and not opened here.
+tables fill ``listeners``. Each field carries its check in its ``metadata``, so the keys cannot
+drift from the dataclass. The constructors do not validate (they serve defaults and tests).
 
 Imports: the standard library and :mod:`wrenmq.errors` only.
 """
@@ -47,8 +46,7 @@ _Check = Callable[[object, str], Any]
 _T = TypeVar("_T")
 _KINDS = {bool: "boolean", int: "integer", float: "float", str: "string", dict: "table"}
 _DURATION = re.compile(r"([0-9]+)([hdwmy])")
-_DAY = 86_400
-_UNIT_SECONDS = {"h": 3600, "d": _DAY, "w": 7 * _DAY, "m": 30 * _DAY, "y": 365 * _DAY}
+_UNIT_SECONDS = {"h": 3600, "d": 86_400, "w": 7 * 86_400, "m": 30 * 86_400, "y": 365 * 86_400}
 
 
 def _describe(value: object) -> str:
@@ -145,7 +143,7 @@ class ListenerConfig:
         certfile: PEM certificate chain; required by ``mqtt+tls`` and ``wss``. Default None.
         keyfile: PEM private key; required by ``mqtt+tls`` and ``wss``. Default None.
         cafile: PEM CA bundle that client certificates are checked against. Default None.
-        require_certificate: Refuse TLS clients without a valid certificate (needs ``cafile``).
+        require_certificate: Demand a valid client certificate (needs ``cafile``). Default False.
         ws_path: HTTP path of the WebSocket endpoint (``ws``, ``wss``). Default ``"/mqtt"``.
         allow_anonymous: This listener's ``allow_anonymous``; default None inherits the broker's.
         max_connections: This listener's client limit (-1 unlimited); None inherits the broker's.
@@ -200,9 +198,8 @@ class BrokerConfig:
         shared_subscription_available: Allow ``$share/`` subscriptions; default True.
         subscription_identifier_available: Support MQTT 5 Subscription Identifiers; default True.
         session_expiry_max: Cap on Session Expiry Interval, seconds; default 0xFFFFFFFF (none).
-        persistent_client_expiration: Seconds before the session of an absent persistent client
-            is removed; default None (never). Accepts mosquitto durations too: ``"2h"``,
-            ``"14d"``, ``"1w"``, ``"3m"`` (30-day months), ``"1y"`` (365 days).
+        persistent_client_expiration: Seconds an absent persistent client's session is kept;
+            None (default) = forever; also durations "2h", "14d", "1w", "3m" (30 d), "1y" (365 d).
         sys_interval: Seconds between ``$SYS`` topic updates; default 10.0, 0 disables them.
         persistence: Save sessions and retained messages across restarts; default False.
         persistence_location: Directory for the persistence data; default ``"./data"``.
@@ -275,12 +272,17 @@ class BrokerConfig:
     def replace(self, **changes: object) -> BrokerConfig:
         """Return a copy with some fields changed, validated like :meth:`from_kwargs`.
 
+        ``listeners`` takes listener configs or tables; ``port`` and ``bind_address`` replace the
+        listeners with one default listener changed by them, as in :meth:`from_kwargs`.
+
         Raises:
             ConfigError: If the result is invalid; ``where`` starts with ``"keyword:"``.
         """
         mapping = self.to_dict()
         if "listeners" in changes:
             mapping["listener"] = changes.pop("listeners")
+        elif not changes.keys().isdisjoint(_SHORTHAND):
+            del mapping["listener"]
         mapping.update(changes)
         return BrokerConfig.from_mapping(mapping, source="keyword")
 
@@ -314,13 +316,12 @@ def load_toml(path: str | os.PathLike[str]) -> BrokerConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Mapping -> dataclasses
-
+# Mapping -> dataclasses; the key tables come from the fields' metadata.
 _LISTENER_CHECKS: dict[str, _Check] = {f.name: f.metadata["check"] for f in fields(ListenerConfig)}
 _BROKER_CHECKS: dict[str, _Check] = {
     f.name: f.metadata["check"] for f in fields(BrokerConfig) if "check" in f.metadata
 }
-_SHORTHAND = ("port", "bind_address")
+_SHORTHAND = ("port", "bind_address")  # top-level keys that change the default listener
 _TOP_LISTENER_KEYS = ("listener", *_SHORTHAND)
 _BROKER_KEYS = (*_BROKER_CHECKS, *_TOP_LISTENER_KEYS)
 
@@ -329,7 +330,7 @@ def _unknown(
     key: str, where: str, known: Iterable[str], elsewhere: Iterable[str], place: str
 ) -> ConfigError:
     if key in elsewhere:
-        # Typically a top-level key written below a [[listener]] header: TOML puts it in there.
+        # e.g. a top-level key written below a [[listener]] header, which TOML puts in there
         return ConfigError(where, f"{key!r} is not accepted here; it belongs {place}")
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -19,6 +19,7 @@ from wrenmq.codec.encode import PublishTemplate, encode
 from wrenmq.codec.packets import ConnAck, Disconnect, Packet
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.errors import MQTTError
 
 if TYPE_CHECKING:
     from wrenmq.broker.broker import Broker
@@ -38,6 +39,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_wbuf",
         "aliases",
+        "backlog",
         "broker",
         "client_id",
         "congested",
@@ -46,7 +48,9 @@ class Connection(asyncio.Protocol):
         "keepalive",
         "last_rx",
         "max_packet_size",
+        "paused_at",
         "peer",
+        "pending_error",
         "problem_info",
         "receive_maximum",
         "session",
@@ -54,6 +58,7 @@ class Connection(asyncio.Protocol):
         "topic_alias_max",
         "transport",
         "version",
+        "waiting_on",
         "will_pending",
     )
 
@@ -76,6 +81,12 @@ class Connection(asyncio.Protocol):
         self.max_packet_size = 0  # the client's Maximum Packet Size (0 = none)
         self.problem_info = True
         self.will_pending = True  # cleared by a normal DISCONNECT
+        # Back-pressure: while subscriber sessions in ``waiting_on`` drain, reading is paused and
+        # the rest of the current packet batch waits in ``backlog``.
+        self.waiting_on: list[Session] = []
+        self.backlog: list[Packet] = []
+        self.paused_at = 0.0
+        self.pending_error: MQTTError | None = None
         self._wbuf: list[bytes | bytearray] | None = None
 
     def __repr__(self) -> str:
@@ -84,7 +95,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # uvloop's transports are not asyncio.Transport subclasses, hence a cast.
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -102,7 +114,10 @@ class Connection(asyncio.Protocol):
         if packets:
             dispatch.dispatch(self, packets)
         if decoder.error is not None and self.state != CLOSED:
-            dispatch.fail(self, decoder.error)
+            if self.waiting_on:
+                self.pending_error = decoder.error  # after the backlog, in order
+            else:
+                dispatch.fail(self, decoder.error)
 
     def eof_received(self) -> bool:  # noqa: D102
         return False  # close our side too
@@ -110,6 +125,11 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         self.state = CLOSED
         self._wbuf = None
+        self.backlog = []
+        for session in self.waiting_on:
+            if self in session.blocked:
+                session.blocked.remove(self)
+        self.waiting_on = []
         self.broker.connection_closed(self, exc)
 
     def pause_writing(self) -> None:  # noqa: D102
@@ -120,6 +140,42 @@ class Connection(asyncio.Protocol):
         session = self.session
         if session is not None and session.queue:
             session.pump()
+
+    # -- back-pressure ---------------------------------------------------------------------------
+
+    def block_on(self, sessions: list[Session]) -> None:
+        """Pause reading until every session in ``sessions`` has drained its queue."""
+        for session in sessions:
+            if session not in self.waiting_on and session.conn is not self:
+                self.waiting_on.append(session)
+                session.blocked.append(self)
+        if self.waiting_on and self.transport is not None and not self.paused_at:
+            self.paused_at = self.broker.loop.time()
+            self.transport.pause_reading()
+
+    def unblock(self, session: Session) -> None:
+        """``session`` drained: resume once nothing else holds this publisher."""
+        if session in self.waiting_on:
+            self.waiting_on.remove(session)
+        if not self.waiting_on and self.paused_at:
+            self.paused_at = 0.0
+            self.broker.loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self.state == CLOSED or self.waiting_on:
+            return
+        backlog, self.backlog = self.backlog, []
+        if backlog:
+            dispatch.dispatch(self, backlog)
+        if self.waiting_on or self.state == CLOSED:
+            return
+        if self.pending_error is not None:
+            error, self.pending_error = self.pending_error, None
+            dispatch.fail(self, error)
+            return
+        self.last_rx = self.broker.loop.time()
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     # -- writing --------------------------------------------------------------------------------
 

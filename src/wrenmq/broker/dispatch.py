@@ -80,10 +80,14 @@ def dispatch(conn: Connection, packets: list[Packet]) -> None:
     """Handle ``packets`` in order; a protocol error stops at the offending packet."""
     handlers = _HANDLERS
     try:
-        for packet in packets:
+        for i, packet in enumerate(packets):
             if conn.state == 2:  # closed by an earlier packet of this batch
                 return
             handlers[packet.__class__](conn, packet)
+            if conn.waiting_on:
+                # Back-pressure: a subscriber's queue is long; the rest waits until it drains.
+                conn.backlog = packets[i + 1 :]
+                return
     except MQTTError as exc:
         fail(conn, exc)
     except Exception:

@@ -105,6 +105,9 @@ def handle_publish(conn: Connection, p: Publish) -> None:
     else:
         payload, qos_out, retain = p.payload, qos, p.retain
     count = broker.publish_message(topic, payload, qos_out, retain, props, conn.client_id)
+    if broker.pressure:
+        conn.block_on(broker.pressure)
+        broker.pressure.clear()
     if qos:
         if qos == 2:
             session.incoming_qos2.add(packet_id)

@@ -91,6 +91,7 @@ class Session:
 
     __slots__ = (
         "__weakref__",
+        "blocked",
         "client_id",
         "conn",
         "created_at",
@@ -106,8 +107,10 @@ class Session:
         "max_queued_bytes",
         "next_packet_id",
         "on_drop",
+        "pressure",
         "queue",
         "queue_qos0",
+        "stalled",
         "subscriptions",
         "version",
         "will",
@@ -122,6 +125,7 @@ class Session:
         max_queued: int,
         queue_qos0: bool,
         on_drop: Callable[[Session, Outgoing, str], None],
+        pressure: list[Session] | None = None,
     ) -> None:
         self.client_id = client_id
         self.version = version
@@ -144,6 +148,11 @@ class Session:
         self.disconnected_at: float | None = None
         self.dropped = 0
         self.on_drop = on_drop
+        # Back-pressure: publishers paused because this session's queue is long, and the
+        # broker-wide list a session joins when its queue crosses the high-water mark.
+        self.blocked: list[Connection] = []
+        self.pressure = pressure
+        self.stalled = False  # kept publishers paused too long without progress: drop instead
 
     def __repr__(self) -> str:
         state = "online" if self.conn is not None else "offline"
@@ -193,6 +202,13 @@ class Session:
             self.dropped += 1
             self.on_drop(self, victim, "queue full")
         queue.append(msg)
+        if (
+            len(queue) >= self.max_queued >> 1
+            and self.conn is not None
+            and not self.stalled
+            and self.pressure is not None
+        ):
+            self.pressure.append(self)
 
     def _alloc_packet_id(self) -> int:
         pid = self.next_packet_id
@@ -224,7 +240,7 @@ class Session:
         while queue and not conn.congested:
             msg = queue[0]
             if msg.qos and len(inflight) >= limit:
-                return
+                break
             queue.popleft()
             if msg.qos:
                 self._send_new(conn, msg)
@@ -232,6 +248,16 @@ class Session:
                 conn.send_publish(
                     msg.template, 0, 0, msg.retain, False, msg.sub_ids, msg.expires_at
                 )
+        if len(queue) <= self.max_queued >> 2:
+            self.stalled = False
+            if self.blocked:
+                self.release()
+
+    def release(self) -> None:
+        """Resume every publisher this session's queue had paused."""
+        blocked, self.blocked = self.blocked, []
+        for publisher in blocked:
+            publisher.unblock(self)
 
     def resend_inflight(self) -> None:
         """On session resume: resend unacknowledged PUBLISH with DUP, and PUBREL [MQTT-4.4.0-1]."""

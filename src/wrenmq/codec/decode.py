@@ -50,6 +50,11 @@ _PROTOCOL_NAMES: Final = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}
 _FIXED_FLAGS: Final = {1: 0, 2: 0, 4: 0, 5: 0, 6: 2, 7: 0, 8: 2, 9: 0, 10: 2, 11: 0, 12: 0,
                        13: 0, 14: 0, 15: 0}  # fmt: skip
 _VALID_REASONS: Final = frozenset(int(c) for c in ReasonCode)
+# The only SUBACK return codes of MQTT 3.1 / 3.1.1: granted QoS 0-2 and 0x80 Failure.
+_V3_SUBACK_CODES: Final = frozenset(
+    {ReasonCode.GRANTED_QOS_0, ReasonCode.GRANTED_QOS_1, ReasonCode.GRANTED_QOS_2,
+     ReasonCode.UNSPECIFIED_ERROR}
+)  # fmt: skip
 
 
 def _protocol(message: str) -> RemoteProtocolError:
@@ -289,6 +294,8 @@ def _suback(flags: int, buf: _Buf, pos: int, end: int, version: int) -> SubAck:
     if version == 5:
         props, pos = decode_properties(buf, pos, end, PacketType.SUBACK)
     codes = [_reason(buf[i]) for i in range(pos, end)]
+    if version != 5 and any(c not in _V3_SUBACK_CODES for c in codes):
+        raise malformed("3.1.1 SUBACK return code other than 0x00-0x02 or 0x80")  # [MQTT-3.9.3-2]
     return SubAck(packet_id, codes, props)
 
 

@@ -112,9 +112,8 @@ def _connack(p: ConnAck, version: int) -> bytes:
         body = bytes([present, p.reason_code]) + _props(p.properties, PacketType.CONNACK)
         return _frame(0x20, body)
     code = CONNACK_V3_FROM_V5[ReasonCode(p.reason_code)]
-    # [MQTT-3.2.2-4]: session present is 0 whenever the return code is not 0; MQTT 3.1 has no
-    # session present flag at all (that byte is reserved).
-    present = 1 if p.session_present and not code and version >= 4 else 0
+    # [MQTT-3.2.2-4]: session present is 0 whenever the return code is not 0.
+    present = 1 if p.session_present and not code else 0
     return bytes([0x20, 2, present, code])
 
 
@@ -127,19 +126,20 @@ def _publish(p: Publish, version: int) -> bytes:
     topic = p.topic
     if "+" in topic or "#" in topic:
         raise _local(f"wildcard in topic name {topic!r}", ReasonCode.TOPIC_NAME_INVALID)
-    parts = [encode_string(topic)]
-    if qos:
-        parts.append(_check_packet_id(p.packet_id))
+    raw_topic = encode_string(topic)
+    pid = _check_packet_id(p.packet_id) if qos else b""
+    props = b""
     if version == 5:
-        props = p.properties
-        if not topic and props.topic_alias is None:
+        if not topic and p.properties.topic_alias is None:
             raise _local("empty topic without a topic alias")
-        parts.append(_props(props, PacketType.PUBLISH))
+        props = _props(p.properties, PacketType.PUBLISH)
     elif not topic:
         raise _local("empty topic", ReasonCode.TOPIC_NAME_INVALID)
-    parts.append(bytes(p.payload))
+    payload = p.payload
     first = 0x30 | (0x08 if p.dup else 0) | (qos << 1) | (0x01 if p.retain else 0)
-    return _frame(first, b"".join(parts))
+    length = len(raw_topic) + len(pid) + len(props) + len(payload)
+    # One join: the payload is copied exactly once.
+    return b"".join((bytes((first,)), encode_varint(length), raw_topic, pid, props, payload))
 
 
 def _ack(first: int, ptype: int) -> Callable[[Any, int], bytes]:
