@@ -32,6 +32,7 @@ from wrenmq.codec.packets import Will
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.codec.topics import validate_topic_name
+from wrenmq.errors import ConfigError
 
 __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 
@@ -39,6 +40,21 @@ log = logging.getLogger("wrenmq.broker")
 
 SWEEP_INTERVAL = 1.0
 BACKPRESSURE_PATIENCE = 2.0  # seconds a publisher may stay paused by one set of subscribers
+
+
+def _check_supported(config: BrokerConfig) -> None:
+    """Refuse settings this version cannot honour, rather than run without them."""
+    for i, listener in enumerate(config.listeners):
+        if listener.protocol != "mqtt":
+            raise ConfigError(
+                f"listener[{i}].protocol",
+                f"{listener.protocol!r} listeners are not available yet; use 'mqtt'",
+            )
+    for key in ("password_file", "acl_file"):
+        if getattr(config, key):
+            raise ConfigError(key, "password and ACL files are not available yet")
+    if config.persistence:
+        raise ConfigError("persistence", "persistence is not available yet; set it to false")
 
 
 class BrokerStats:
@@ -93,6 +109,7 @@ class Broker:
             config = BrokerConfig.from_kwargs(**kwargs)
         elif kwargs:
             config = config.replace(**kwargs)
+        _check_supported(config)
         self.config = config
         self.hooks = Hooks()
         self.stats = BrokerStats()
@@ -130,8 +147,6 @@ class Broker:
         self._stopped = asyncio.Event()
         try:
             for listener in self.config.listeners:
-                if listener.protocol != "mqtt":
-                    raise NotImplementedError(f"listener protocol {listener.protocol!r}")
                 server = await loop.create_server(
                     lambda: Connection(self),
                     host=listener.bind_address,
@@ -342,6 +357,7 @@ class Broker:
                 on_drop=self._session_dropped,
                 pressure=self.pressure,
             )
+            session.max_queued_bytes = self.config.max_queued_bytes
             session.created_at = self.loop.time()
             self.sessions[client_id] = session
         session.conn = conn
@@ -422,6 +438,7 @@ class Broker:
             session.will_handle.cancel()
             self._fire_will(session)
         session.queue.clear()
+        session.queued_bytes = 0
         session.inflight.clear()
 
     def subscribe(self, session: Session, topic_filter: str, opts: SubOptions) -> bool:

@@ -110,6 +110,7 @@ class Session:
         "pressure",
         "queue",
         "queue_qos0",
+        "queued_bytes",
         "stalled",
         "subscriptions",
         "version",
@@ -137,6 +138,7 @@ class Session:
         self.queue: deque[Outgoing] = deque()
         self.max_queued = max_queued
         self.max_queued_bytes = 0
+        self.queued_bytes = 0  # payload bytes in ``queue``
         self.queue_qos0 = queue_qos0
         self.max_packet_size = 0  # the client's Maximum Packet Size; 0 = none announced
         self.incoming_qos2: set[int] = set()
@@ -184,24 +186,23 @@ class Session:
         self.enqueue(Outgoing(template, qos, retain, sub_ids, expires_at, share))
 
     def enqueue(self, msg: Outgoing) -> None:
-        """Queue ``msg`` behind the window, enforcing ``max_queued`` (QoS 0 first, then oldest)."""
+        """Queue ``msg`` behind the window, within ``max_queued`` messages and
+        ``max_queued_bytes`` payload bytes: QoS 0 messages go first, then the oldest.
+        """
         queue = self.queue
-        if len(queue) >= self.max_queued:
-            victim = None
-            for i, queued in enumerate(queue):
-                if not queued.qos:
-                    victim = queued
-                    del queue[i]
-                    break
-            if victim is None:
-                if not msg.qos:
-                    self.dropped += 1
-                    self.on_drop(self, msg, "queue full")
-                    return
-                victim = queue.popleft()
+        size = len(msg.template.payload)
+        max_bytes = self.max_queued_bytes
+        while queue and (
+            len(queue) >= self.max_queued or (max_bytes and self.queued_bytes + size > max_bytes)
+        ):
+            victim = self._victim(msg)
             self.dropped += 1
             self.on_drop(self, victim, "queue full")
+            if victim is msg:
+                return
+            self.queued_bytes -= len(victim.template.payload)
         queue.append(msg)
+        self.queued_bytes += size
         if (
             len(queue) >= self.max_queued >> 1
             and self.conn is not None
@@ -209,6 +210,19 @@ class Session:
             and self.pressure is not None
         ):
             self.pressure.append(self)
+
+    def _victim(self, incoming: Outgoing) -> Outgoing:
+        """What a full queue gives up for ``incoming``: a queued QoS 0 message, else ``incoming``
+        itself if it is QoS 0, else the oldest message.
+        """
+        queue = self.queue
+        for i, queued in enumerate(queue):
+            if not queued.qos:
+                del queue[i]
+                return queued
+        if not incoming.qos:
+            return incoming
+        return queue.popleft()
 
     def _alloc_packet_id(self) -> int:
         pid = self.next_packet_id
@@ -242,6 +256,7 @@ class Session:
             if msg.qos and len(inflight) >= limit:
                 break
             queue.popleft()
+            self.queued_bytes -= len(msg.template.payload)
             if msg.qos:
                 self._send_new(conn, msg)
             else:
@@ -308,4 +323,5 @@ class Session:
             for msg in self.queue:
                 (taken if msg.share is not None else kept).append(msg)
             self.queue = kept
+            self.queued_bytes = sum(len(m.template.payload) for m in kept)
         return taken
