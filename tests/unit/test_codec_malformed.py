@@ -250,22 +250,22 @@ CASES = [
     bad(fixed(SUBSCRIBE, u16(1) + props(p_varint(SUBSCRIPTION_IDENTIFIER, 1),
                                         p_varint(SUBSCRIPTION_IDENTIFIER, 2)) + s("a") + b"\x00"),
         5, PROTOCOL, "subscribe-two-subscription-identifiers"),
-    bad(v5_connect(props(p_u16(TOPIC_ALIAS, 1))), None, PROTOCOL, "topic-alias-in-connect"),
-    bad(v5_connect(props(p_u32(WILL_DELAY_INTERVAL, 1))), None, PROTOCOL,
+    bad(v5_connect(props(p_u16(TOPIC_ALIAS, 1))), None, MALFORMED, "topic-alias-in-connect"),
+    bad(v5_connect(props(p_u32(WILL_DELAY_INTERVAL, 1))), None, MALFORMED,
         "will-delay-in-connect-properties"),
-    bad(v5_connect(props(p_str(ASSIGNED_CLIENT_IDENTIFIER, "x"))), None, PROTOCOL,
+    bad(v5_connect(props(p_str(ASSIGNED_CLIENT_IDENTIFIER, "x"))), None, MALFORMED,
         "assigned-client-id-in-connect"),
-    bad(v5_connect(props(p_byte(MAXIMUM_QOS, 1))), None, PROTOCOL, "maximum-qos-in-connect"),
-    bad(v5_will(props(p_u32(SESSION_EXPIRY_INTERVAL, 1))), None, PROTOCOL,
+    bad(v5_connect(props(p_byte(MAXIMUM_QOS, 1))), None, MALFORMED, "maximum-qos-in-connect"),
+    bad(v5_will(props(p_u32(SESSION_EXPIRY_INTERVAL, 1))), None, MALFORMED,
         "session-expiry-in-will-properties"),
-    bad(v5_publish(props(p_str(REASON_STRING, "r"))), 5, PROTOCOL, "reason-string-in-publish"),
-    bad(v5_publish(props(p_u16(TOPIC_ALIAS_MAXIMUM, 1))), 5, PROTOCOL,
+    bad(v5_publish(props(p_str(REASON_STRING, "r"))), 5, MALFORMED, "reason-string-in-publish"),
+    bad(v5_publish(props(p_u16(TOPIC_ALIAS_MAXIMUM, 1))), 5, MALFORMED,
         "topic-alias-maximum-in-publish"),
     bad(fixed(UNSUBSCRIBE, u16(1) + props(p_varint(SUBSCRIPTION_IDENTIFIER, 1)) + s("a")), 5,
-        PROTOCOL, "subscription-identifier-in-unsubscribe"),
-    bad(fixed(DISCONNECT, b"\x00" + props(p_u16(SERVER_KEEP_ALIVE, 1))), 5, PROTOCOL,
+        MALFORMED, "subscription-identifier-in-unsubscribe"),
+    bad(fixed(DISCONNECT, b"\x00" + props(p_u16(SERVER_KEEP_ALIVE, 1))), 5, MALFORMED,
         "server-keep-alive-in-disconnect"),
-    bad(fixed(SUBACK, u16(1) + props(p_str(RESPONSE_TOPIC, "r")) + b"\x00"), 5, PROTOCOL,
+    bad(fixed(SUBACK, u16(1) + props(p_str(RESPONSE_TOPIC, "r")) + b"\x00"), 5, MALFORMED,
         "response-topic-in-suback"),
     bad(v5_publish(props(bytes([0x04, 0]))), 5, MALFORMED, "unknown-property-0x04"),
     bad(v5_connect(props(bytes([0x00, 0]))), None, MALFORMED, "unknown-property-0x00"),
@@ -555,5 +555,5 @@ def test_stream_connect_error_carries_protocol_level() -> None:
     decoder = StreamDecoder()
     assert decoder.feed(v5_connect(props(p_u16(TOPIC_ALIAS, 1)))) == []
     assert decoder.error is not None
-    assert decoder.error.reason_code is PROTOCOL
+    assert decoder.error.reason_code is MALFORMED
     assert decoder.error.protocol_level == 5

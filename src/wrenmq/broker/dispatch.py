@@ -39,6 +39,16 @@ __all__ = ["dispatch", "fail"]
 log = logging.getLogger("wrenmq.broker")
 
 _PINGRESP = b"\xd0\x00"
+# CONNECT errors that are protocol violations with no 3.1.1 return code: close without a CONNACK.
+_V3_CLOSE_ONLY = frozenset(
+    {
+        ReasonCode.MALFORMED_PACKET,
+        ReasonCode.PROTOCOL_ERROR,
+        ReasonCode.TOPIC_NAME_INVALID,
+        ReasonCode.QOS_NOT_SUPPORTED,
+        ReasonCode.RETAIN_NOT_SUPPORTED,
+    }
+)
 
 
 def _pingreq(conn: Connection, packet: PingReq) -> None:
@@ -108,6 +118,11 @@ def fail(conn: Connection, exc: MQTTError) -> None:
             conn.close_now()  # not MQTT at all: nothing sensible to answer [MQTT-3.1.2-1]
             return
         conn.version = level
+        if level < 5 and exc.reason_code in _V3_CLOSE_ONLY:
+            # 3.1.1 has no CONNACK return code for a broken CONNECT: just close [MQTT-3.1.2-3],
+            # 4.8; "0x03 Server unavailable" would send the client into a retry loop.
+            conn.close_now()
+            return
         conn.refuse(exc.reason_code, exc.message)
         return
     conn.disconnect(exc.reason_code, exc.message)

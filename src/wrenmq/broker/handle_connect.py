@@ -56,6 +56,13 @@ def handle_connect(conn: Connection, p: Connect) -> None:
     verdict = broker.hooks.intercept(HookEvent.CLIENT_CONNECTING, conn, p)
     if verdict is not None:
         raise MQTTError(verdict, "refused by the client_connecting interceptor")
+    will = p.will
+    if will is not None:
+        # [MQTT-3.2.2-12], [MQTT-3.2.2-13]: a will the server could not publish is refused.
+        if will.qos > cfg.max_qos:
+            raise MQTTError(ReasonCode.QOS_NOT_SUPPORTED, f"will QoS {will.qos} is not supported")
+        if will.retain and not cfg.retain_available:
+            raise MQTTError(ReasonCode.RETAIN_NOT_SUPPORTED, "will retain is not supported")
 
     keepalive = p.keepalive
     server_keepalive = None
@@ -119,4 +126,4 @@ def handle_connect(conn: Connection, p: Connect) -> None:
     if present:
         session.resend_inflight()
         session.pump()
-    broker.client_connected(conn)
+    broker.client_connected(conn, present)

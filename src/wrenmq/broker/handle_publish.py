@@ -81,14 +81,17 @@ def handle_publish(conn: Connection, p: Publish) -> None:
     if limit and len(p.payload) > limit:
         broker.message_dropped(None, None, "payload larger than message_size_limit")
         if qos:
-            if qos == 2:
+            # A v5 PUBREC >= 0x80 ends the flow: no PUBREL comes, the packet id is free again
+            # (4.3.3), so it must not be remembered as a QoS 2 message in progress.
+            if qos == 2 and conn.version < 5:
                 session.incoming_qos2.add(packet_id)
-            _ack(conn, qos, packet_id, ReasonCode.PACKET_TOO_LARGE)
+            # 0x95 is not allowed in PUBACK/PUBREC (MQTT 5 table 2-6; paho rejects the packet).
+            _ack(conn, qos, packet_id, ReasonCode.QUOTA_EXCEEDED)
         return
     if topic.startswith("$"):
         # Topics beginning with '$' belong to the server [MQTT-4.7.2-1]: accept and drop.
         if qos:
-            if qos == 2:
+            if qos == 2 and conn.version < 5:
                 session.incoming_qos2.add(packet_id)
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
         return
@@ -97,7 +100,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
         result = hooks.intercept_publish(conn, topic, p.payload, qos, p.retain, props)
         if result is None:
             if qos:
-                if qos == 2:
+                if qos == 2 and conn.version < 5:
                     session.incoming_qos2.add(packet_id)
                 _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
             return

@@ -113,7 +113,8 @@ def _connack(p: ConnAck, version: int) -> bytes:
         return _frame(0x20, body)
     code = CONNACK_V3_FROM_V5[ReasonCode(p.reason_code)]
     # [MQTT-3.2.2-4]: session present is 0 whenever the return code is not 0.
-    present = 1 if p.session_present and not code else 0
+    # In MQTT 3.1 the whole acknowledge flags byte is reserved.
+    present = 1 if p.session_present and not code and version >= 4 else 0
     return bytes([0x20, 2, present, code])
 
 

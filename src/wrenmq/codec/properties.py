@@ -183,9 +183,8 @@ def decode_properties(
         if spec is None:
             raise malformed(f"unknown property identifier 0x{ident:02X}")
         if packet_type not in spec.packets:
-            raise RemoteProtocolError(
-                ReasonCode.PROTOCOL_ERROR, f"property {spec.name} is not allowed in this packet"
-            )
+            # 2.2.2.2: an identifier not valid for the packet type makes it a Malformed Packet.
+            raise malformed(f"property {spec.name} is not allowed in this packet")
         wtype = spec.wire_type
         value: Any
         if wtype == BYTE:
