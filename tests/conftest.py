@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from brokerthread import BrokerThread  # noqa: E402
+from brokerthread import BrokerThread
 
 _counter = itertools.count()
 

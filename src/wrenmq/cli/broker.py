@@ -45,8 +45,13 @@ async def _serve(config: BrokerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
-    if not any(listener.bind_address not in ("127.0.0.1", "::1", "localhost")
-               for listener in config.listeners) and config.allow_anonymous:
+    if (
+        not any(
+            listener.bind_address not in ("127.0.0.1", "::1", "localhost")
+            for listener in config.listeners
+        )
+        and config.allow_anonymous
+    ):
         logging.getLogger("wrenmq.broker").info(
             "local mode: anonymous clients allowed on loopback only"
         )

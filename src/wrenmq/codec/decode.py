@@ -438,6 +438,9 @@ class StreamDecoder:
                         body += 1
                         length |= (byte & 0x7F) << shift
                         if not byte & 0x80:
+                            if not byte:
+                                # [MQTT-1.5.5-1]: the minimum number of bytes, so no final 0x00.
+                                raise malformed("remaining length is not minimally encoded")
                             break
                         shift += 7
                         if shift > 21:

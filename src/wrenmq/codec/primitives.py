@@ -62,6 +62,8 @@ def decode_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
+            if not byte and shift:
+                raise malformed("variable byte integer is not minimally encoded")  # [MQTT-1.5.5-1]
             return value, pos
         shift += 7
     raise malformed("variable byte integer longer than four bytes")
