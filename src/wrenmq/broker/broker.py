@@ -309,13 +309,11 @@ class Broker:
         self.connections.discard(conn)
         self._detach(conn, "connection lost" if exc is None else f"connection lost: {exc}")
 
-    def client_connected(self, conn: Connection) -> None:
-        """CONNACK 0 was sent."""
+    def client_connected(self, conn: Connection, present: bool = False) -> None:
+        """CONNACK 0 was sent, with Session Present ``present``."""
         self.connected_count += 1
         log.debug("client %r connected from %s (v%d)", conn.client_id, conn.peer, conn.version)
         if self.hooks.observed(HookEvent.CLIENT_CONNECTED):
-            session = conn.session
-            present = session is not None and bool(session.subscriptions)
             self.hooks.notify(
                 HookEvent.CLIENT_CONNECTED, conn.client_id, conn.peer, conn.version, present
             )
