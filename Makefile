@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBS := mosquitto mosquitto-clients
 MQTTLOAD_DIR ?= ../shared/tools/mqttload
+BENCH_BROKER_ARGS ?=
 
-.PHONY: run test lint typecheck unit integration bench debs venv clean
+.PHONY: run test lint typecheck unit integration bench bench-broker debs venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,6 +50,12 @@ test: $(STAMP) debs
 
 bench: $(STAMP) debs
 	$(BIN)/python benchmarks/codec.py
+	$(BIN)/python benchmarks/broker.py --mqttload-dir $(MQTTLOAD_DIR) $(BENCH_BROKER_ARGS)
+
+# wrenmq vs Mosquitto vs amqtt under mqttload (builds it in .bench/, amqtt in .venv-amqtt);
+# e.g. make bench-broker BENCH_BROKER_ARGS="--repeat 3 --json .bench/broker.json"
+bench-broker: $(STAMP) debs
+	$(BIN)/python benchmarks/broker.py --mqttload-dir $(MQTTLOAD_DIR) $(BENCH_BROKER_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -13,12 +13,15 @@ Everything the network side does happens in ``Connection`` callbacks without awa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wrenmq.broker.auth.acl import Access, AclFile
+from wrenmq.broker.auth.passwd import PasswordFile
 from wrenmq.broker.config import BrokerConfig
 from wrenmq.broker.connection import CLOSED, CONNECTING, Connection
 from wrenmq.broker.hooks import HookEvent, Hooks
@@ -50,9 +53,6 @@ def _check_supported(config: BrokerConfig) -> None:
                 f"listener[{i}].protocol",
                 f"{listener.protocol!r} listeners are not available yet; use 'mqtt'",
             )
-    for key in ("password_file", "acl_file"):
-        if getattr(config, key):
-            raise ConfigError(key, "password and ACL files are not available yet")
     if config.persistence:
         raise ConfigError("persistence", "persistence is not available yet; set it to false")
 
@@ -119,6 +119,9 @@ class Broker:
             max_size=config.retained_message_max_size,
         )
         self.sessions: dict[str, Session] = {}
+        self.passwords: PasswordFile | None = None
+        self.acl: AclFile | None = None
+        self.reload_auth()
         self.connections: set[Connection] = set()
         self.connected_count = 0
         self.started_at = 0.0
@@ -148,7 +151,7 @@ class Broker:
         try:
             for listener in self.config.listeners:
                 server = await loop.create_server(
-                    lambda: Connection(self),
+                    functools.partial(Connection, self, listener),
                     host=listener.bind_address,
                     port=listener.port,
                     reuse_address=True,
@@ -251,6 +254,17 @@ class Broker:
             raise ValueError(f"QoS {qos}")
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         return self.publish_message(topic, data, qos, retain, properties, "")
+
+    def reload_auth(self) -> None:
+        """(Re)load the password and ACL files; connections stay up (SIGHUP does this).
+
+        Raises:
+            ConfigError: a file is missing or malformed; the loaded ones are kept.
+        """
+        cfg = self.config
+        passwords = PasswordFile.load(cfg.password_file) if cfg.password_file else None
+        acl = AclFile.load(cfg.acl_file) if cfg.acl_file else None
+        self.passwords, self.acl = passwords, acl
 
     def list_sessions(self) -> list[SessionInfo]:
         """A snapshot of every session, connected or not."""
@@ -464,12 +478,17 @@ class Broker:
         template = PublishTemplate(topic, payload, props)
         if retain and not self.retained.set(topic, template, qos, expires_at):
             log.info("retained message on %r refused by the retained message caps", topic)
-        return route(self.index, topic, template, qos, retain, expires_at, origin)
+        return route(self.index, topic, template, qos, retain, expires_at, origin, self.acl)
 
     def send_retained(self, session: Session, topic_filter: str, opts: SubOptions) -> None:
         """Deliver the retained messages matching a new subscription [MQTT-3.3.1-9]."""
         sub_ids = (opts.sub_id,) if opts.sub_id and session.version == 5 else ()
+        acl = self.acl
         for msg in self.retained.matching(topic_filter, self.loop.time()):
+            if acl is not None and not acl.check(
+                session.client_id, session.username, msg.template.topic, Access.READ
+            ):
+                continue
             qos = msg.qos if msg.qos < opts.qos else opts.qos
             session.deliver(msg.template, qos, True, sub_ids, msg.expires_at)
 

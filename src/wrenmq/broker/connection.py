@@ -23,6 +23,7 @@ from wrenmq.errors import MQTTError
 
 if TYPE_CHECKING:
     from wrenmq.broker.broker import Broker
+    from wrenmq.broker.config import ListenerConfig
     from wrenmq.broker.sessions import Session
 
 __all__ = ["Connection"]
@@ -47,6 +48,7 @@ class Connection(asyncio.Protocol):
         "decoder",
         "keepalive",
         "last_rx",
+        "listener",
         "max_packet_size",
         "paused_at",
         "peer",
@@ -57,13 +59,16 @@ class Connection(asyncio.Protocol):
         "state",
         "topic_alias_max",
         "transport",
+        "username",
         "version",
         "waiting_on",
         "will_pending",
     )
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, listener: ListenerConfig | None = None) -> None:
         self.broker = broker
+        self.listener = listener
+        self.username: str | None = None
         self.transport: asyncio.Transport | None = None
         self.decoder = StreamDecoder(max_packet_size=broker.config.max_packet_size)
         self.state = CONNECTING

@@ -23,6 +23,25 @@ log = logging.getLogger("wrenmq.broker")
 MAX_PACKET = 268_435_460
 
 
+def authenticate(conn: Connection, p: Connect) -> None:
+    """Check the user name and password against the listener's rules and the password file."""
+    broker = conn.broker
+    listener = conn.listener
+    allow_anonymous = broker.config.allow_anonymous
+    if listener is not None and listener.allow_anonymous is not None:
+        allow_anonymous = listener.allow_anonymous
+    if p.username is None:
+        if not allow_anonymous:
+            raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
+        return
+    passwords = broker.passwords
+    if passwords is not None and (
+        p.password is None or not passwords.verify(p.username, p.password)
+    ):
+        raise MQTTError(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad user name or password")
+    conn.username = p.username
+
+
 def handle_connect(conn: Connection, p: Connect) -> None:
     """Accept or refuse a CONNECT; on success the connection is bound to its session."""
     if conn.state != 0:
@@ -51,8 +70,7 @@ def handle_connect(conn: Connection, p: Connect) -> None:
 
     if 0 <= cfg.max_connections <= broker.connected_count:
         raise MQTTError(ReasonCode.QUOTA_EXCEEDED, "too many connections")
-    if p.username is None and not cfg.allow_anonymous:
-        raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
+    authenticate(conn, p)
     verdict = broker.hooks.intercept(HookEvent.CLIENT_CONNECTING, conn, p)
     if verdict is not None:
         raise MQTTError(verdict, "refused by the client_connecting interceptor")
@@ -87,6 +105,7 @@ def handle_connect(conn: Connection, p: Connect) -> None:
     if version < 5 and not p.clean_start and cfg.persistent_client_expiration:
         session.expiry_interval = cfg.persistent_client_expiration
     session.will = p.will
+    session.username = conn.username
     session.inflight_max = cfg.max_inflight_messages
     if version == 5 and props.receive_maximum:
         session.inflight_max = min(props.receive_maximum, cfg.max_inflight_messages)

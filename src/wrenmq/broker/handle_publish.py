@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wrenmq.broker.auth.acl import Access
 from wrenmq.broker.hooks import HookEvent
 from wrenmq.codec.packets import PubAck, PubComp, Publish, PubRec, PubRel
 from wrenmq.codec.properties import NO_PROPERTIES
@@ -94,6 +95,15 @@ def handle_publish(conn: Connection, p: Publish) -> None:
             if qos == 2 and conn.version < 5:
                 session.incoming_qos2.add(packet_id)
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
+        return
+    acl = broker.acl
+    if acl is not None and not acl.check(conn.client_id, conn.username, topic, Access.WRITE):
+        # Denied: 0x87 in MQTT 5; 3.1.1 cannot say no, so the message is dropped silently.
+        if qos:
+            v5 = conn.version == 5
+            if qos == 2 and not v5:
+                session.incoming_qos2.add(packet_id)
+            _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED if v5 else _SUCCESS)
         return
     hooks = broker.hooks
     if hooks.intercepts_publish:

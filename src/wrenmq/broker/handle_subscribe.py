@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wrenmq.broker.auth.acl import Access
 from wrenmq.broker.hooks import HookEvent
 from wrenmq.broker.sessions import SubOptions
 from wrenmq.codec.packets import SubAck, Subscribe, UnsubAck, Unsubscribe
@@ -65,6 +66,12 @@ def handle_subscribe(conn: Connection, p: Subscribe) -> None:
             continue
         if cfg.max_topic_levels and plain.count("/") + 1 > cfg.max_topic_levels:
             codes.append(ReasonCode.TOPIC_FILTER_INVALID)
+            continue
+        acl = broker.acl
+        if acl is not None and not acl.check(
+            conn.client_id, conn.username, topic_filter, Access.SUBSCRIBE
+        ):
+            codes.append(ReasonCode.NOT_AUTHORIZED)  # 0x80 Failure in 3.1.1
             continue
         qos = min(sub.qos, cfg.max_qos)
         if hooks.intercepts(HookEvent.CLIENT_SUBSCRIBING):

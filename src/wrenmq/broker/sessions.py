@@ -113,6 +113,7 @@ class Session:
         "queued_bytes",
         "stalled",
         "subscriptions",
+        "username",
         "version",
         "will",
         "will_handle",
@@ -129,6 +130,7 @@ class Session:
         pressure: list[Session] | None = None,
     ) -> None:
         self.client_id = client_id
+        self.username: str | None = None
         self.version = version
         self.conn: Connection | None = None
         self.expiry_interval = 0
