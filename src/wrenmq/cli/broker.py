@@ -38,12 +38,23 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
     return config
 
 
+def _reload(broker: Broker) -> None:
+    log = logging.getLogger("wrenmq.broker")
+    try:
+        broker.reload_auth()
+    except ConfigError as exc:
+        log.error("SIGHUP: keeping the previous password/ACL files: %s", exc)
+    else:
+        log.info("SIGHUP: password and ACL files reloaded")
+
+
 async def _serve(config: BrokerConfig) -> None:
     broker = Broker(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, broker)
     await broker.start()
     if (
         not any(
