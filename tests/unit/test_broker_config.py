@@ -41,6 +41,8 @@ persistent_client_expiration = "2w"
 sys_interval = 0
 persistence = true
 persistence_location = "/var/lib/wrenmq"
+durability = "periodic"
+flush_interval_ms = 200
 log_level = "debug"
 use_uvloop = false
 
@@ -202,6 +204,8 @@ def test_full_file_with_every_key(tmp_path: Path) -> None:
         sys_interval=0.0,
         persistence=True,
         persistence_location="/var/lib/wrenmq",
+        durability="periodic",
+        flush_interval_ms=200,
         log_level="debug",
         use_uvloop=False,
     )

@@ -24,7 +24,10 @@ from wrenmq.broker.auth.acl import Access, AclFile
 from wrenmq.broker.auth.passwd import PasswordFile
 from wrenmq.broker.config import BrokerConfig
 from wrenmq.broker.connection import CLOSED, CONNECTING, Connection
+from wrenmq.broker.durable import Durable
 from wrenmq.broker.hooks import HookEvent, Hooks
+from wrenmq.broker.persistence.base import SessionStore
+from wrenmq.broker.persistence.sqlite import SQLiteStore
 from wrenmq.broker.retain import RetainedStore
 from wrenmq.broker.router import deliver_shared, route
 from wrenmq.broker.sessions import SESSION_NEVER_EXPIRES, Outgoing, Session, SubOptions
@@ -42,6 +45,7 @@ __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 log = logging.getLogger("wrenmq.broker")
 
 SWEEP_INTERVAL = 1.0
+DURABLE_MEMORY_QUEUE = 1000  # queued deliveries a persistent session keeps in memory
 BACKPRESSURE_PATIENCE = 2.0  # seconds a publisher may stay paused by one set of subscribers
 
 
@@ -53,8 +57,6 @@ def _check_supported(config: BrokerConfig) -> None:
                 f"listener[{i}].protocol",
                 f"{listener.protocol!r} listeners are not available yet; use 'mqtt'",
             )
-    if config.persistence:
-        raise ConfigError("persistence", "persistence is not available yet; set it to false")
 
 
 class BrokerStats:
@@ -104,7 +106,13 @@ class Broker:
             ``bind_address`` keywords set the default listener.
     """
 
-    def __init__(self, config: BrokerConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        *,
+        store: SessionStore | None = None,
+        **kwargs: Any,
+    ) -> None:
         if config is None:
             config = BrokerConfig.from_kwargs(**kwargs)
         elif kwargs:
@@ -133,6 +141,14 @@ class Broker:
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sys = SysTree(self)
         self._stopped: asyncio.Event | None = None
+        if store is None and config.persistence:
+            store = SQLiteStore(
+                config.persistence_location,
+                durability=config.durability,
+                flush_interval=config.flush_interval_ms / 1000,
+            )
+        self.store = store
+        self.durable: Durable | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -149,6 +165,14 @@ class Broker:
         self.started_at = time.time()
         self._stopped = asyncio.Event()
         try:
+            if self.store is not None:
+                self.durable = Durable(
+                    self,
+                    self.store,
+                    mode=self.config.durability,
+                    memory_queue=min(self.config.max_queued_messages, DURABLE_MEMORY_QUEUE),
+                )
+                await self.durable.start()
             for listener in self.config.listeners:
                 server = await loop.create_server(
                     functools.partial(Connection, self, listener),
@@ -183,6 +207,9 @@ class Broker:
             for handle in (session.expiry_handle, session.will_handle):
                 if handle is not None:
                     handle.cancel()
+        if self.durable is not None:
+            durable, self.durable = self.durable, None
+            await durable.stop()
         if self._stopped is not None:
             self._stopped.set()
 
@@ -361,21 +388,47 @@ class Broker:
             session = existing
             session.version = version
         else:
-            session = Session(
-                client_id,
-                version,
-                max_queued=self.config.max_queued_messages,
-                queue_qos0=self.config.queue_qos0_messages,
-                on_drop=self._session_dropped,
-                pressure=self.pressure,
-            )
-            session.max_queued_bytes = self.config.max_queued_bytes
-            session.created_at = self.loop.time()
-            self.sessions[client_id] = session
+            session = self.new_session(client_id, version)
         session.conn = conn
         session.disconnected_at = None
         conn.session = session
         return session, present
+
+    def new_session(self, client_id: str, version: int) -> Session:
+        """Create and register an empty session."""
+        session = Session(
+            client_id,
+            version,
+            max_queued=self.config.max_queued_messages,
+            queue_qos0=self.config.queue_qos0_messages,
+            on_drop=self._session_dropped,
+            pressure=self.pressure,
+        )
+        session.max_queued_bytes = self.config.max_queued_bytes
+        session.created_at = self.loop.time()
+        self.sessions[client_id] = session
+        return session
+
+    def session_connected(self, session: Session) -> None:
+        """CONNECT settled the session's expiry: keep it in the store if it is persistent."""
+        durable = self.durable
+        if durable is None:
+            return
+        if session.expiry_interval:
+            session.durable = durable
+            durable.save_session(session)
+        elif session.durable is not None:
+            durable.delete_session(session)
+            session.durable = None
+
+    def schedule_expiry(self, session: Session, disconnected_at: float | None) -> None:
+        """Start the expiry timer of an offline session (``disconnected_at`` is wall-clock)."""
+        if session.expiry_interval == SESSION_NEVER_EXPIRES:
+            return
+        elapsed = max(0.0, time.time() - disconnected_at) if disconnected_at else 0.0
+        session.expiry_handle = self.loop.call_later(
+            max(0.0, session.expiry_interval - elapsed), self._expire_session, session
+        )
 
     def _detach(self, conn: Connection, reason: str, *, ending: bool = False) -> None:
         session = conn.session
@@ -397,10 +450,10 @@ class Broker:
             self._redeliver_shared(session, msg)
         if ending or session.expiry_interval == 0:
             self._end_session(session)
-        elif session.expiry_interval != SESSION_NEVER_EXPIRES:
-            session.expiry_handle = self.loop.call_later(
-                session.expiry_interval, self._expire_session, session
-            )
+            return
+        self.schedule_expiry(session, None)
+        if session.durable is not None:
+            session.durable.save_session(session)
 
     def _redeliver_shared(self, session: Session, msg: Outgoing) -> None:
         if not deliver_shared(msg.share, msg.template, msg.qos, msg.expires_at, exclude=session):
@@ -415,15 +468,19 @@ class Broker:
             self._publish_will(session.client_id, will)
         else:
             # [MQTT-3.1.2-8]: published after the delay or when the session ends, if earlier.
-            session.will_handle = self.loop.call_later(
-                min(delay, session.expiry_interval), self._fire_will, session
-            )
+            delay = min(delay, session.expiry_interval)
+            session.will_due = time.time() + delay
+            session.will_handle = self.loop.call_later(delay, self.fire_will, session)
 
-    def _fire_will(self, session: Session) -> None:
+    def fire_will(self, session: Session) -> None:
+        """Publish a session's delayed will now (its delay ran out, or the session ended)."""
         session.will_handle = None
+        session.will_due = None
         will, session.will = session.will, None
         if will is not None and session.conn is None:
             self._publish_will(session.client_id, will)
+            if session.durable is not None and self.sessions.get(session.client_id) is session:
+                session.durable.save_session(session)
 
     def _publish_will(self, client_id: str, will: Will) -> None:
         props = will.properties
@@ -448,19 +505,27 @@ class Broker:
             session.expiry_handle = None
         if session.will_handle is not None:
             session.will_handle.cancel()
-            self._fire_will(session)
+            self.fire_will(session)
         session.queue.clear()
         session.queued_bytes = 0
         session.inflight.clear()
+        session.spilled = 0
+        if session.durable is not None:
+            session.durable.delete_session(session)
+            session.durable = None
 
     def subscribe(self, session: Session, topic_filter: str, opts: SubOptions) -> bool:
         """Add or replace a subscription; True if it is new."""
         session.subscriptions[topic_filter] = opts
+        if session.durable is not None:
+            session.durable.subscribed(session, topic_filter, opts)
         return self.index.add(session, topic_filter, opts)
 
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
         """Remove a subscription; True if it existed."""
         session.subscriptions.pop(topic_filter, None)
+        if session.durable is not None:
+            session.durable.unsubscribed(session, topic_filter)
         return self.index.remove(session, topic_filter)
 
     def publish_message(
@@ -476,9 +541,19 @@ class Broker:
         expiry = props.message_expiry_interval
         expires_at = None if expiry is None else self.loop.time() + expiry
         template = PublishTemplate(topic, payload, props)
-        if retain and not self.retained.set(topic, template, qos, expires_at):
-            log.info("retained message on %r refused by the retained message caps", topic)
+        if retain:
+            if not self.retained.set(topic, template, qos, expires_at):
+                log.info("retained message on %r refused by the retained message caps", topic)
+            elif self.durable is not None:
+                self.durable.retained(topic, template, qos, expires_at)
         return route(self.index, topic, template, qos, retain, expires_at, origin, self.acl)
+
+    def send_ack(self, conn: Connection, data: bytes) -> None:
+        """Send a PUBACK/PUBREC, after the store commit it depends on in ``ack`` durability."""
+        if self.durable is not None:
+            self.durable.ack(conn, data)
+        else:
+            conn.write(data)
 
     def send_retained(self, session: Session, topic_filter: str, opts: SubOptions) -> None:
         """Deliver the retained messages matching a new subscription [MQTT-3.3.1-9]."""

@@ -32,6 +32,7 @@ __all__ = ["BrokerConfig", "ListenerConfig", "ListenerProtocol", "LogLevel", "lo
 
 ListenerProtocol = Literal["mqtt", "mqtt+tls", "ws", "wss"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+Durability = Literal["ack", "periodic", "none"]
 
 # MQTT 5 section 2.1.4: the Remaining Length is at most 268,435,455; a whole packet adds one byte of
 # fixed header and four bytes of Remaining Length.
@@ -203,6 +204,11 @@ class BrokerConfig:
         sys_interval: Seconds between ``$SYS`` topic updates; default 10.0, 0 disables them.
         persistence: Save sessions and retained messages across restarts; default False.
         persistence_location: Directory for the persistence data; default ``"./data"``.
+        durability: With persistence: ``"ack"`` (default) acknowledges a QoS >= 1 PUBLISH only
+            once it is committed for every persistent subscriber (group commit, one fsync per
+            batch); ``"periodic"`` commits every ``flush_interval_ms`` (may lose that much);
+            ``"none"`` commits lazily.
+        flush_interval_ms: Commit period of ``"periodic"`` durability; 1..60000, default 50.
         log_level: ``"debug"``, ``"info"`` (default), ``"warning"`` or ``"error"``.
         use_uvloop: Run on uvloop where it is installed; default True.
     """
@@ -235,6 +241,10 @@ class BrokerConfig:
     sys_interval: float = _field(10.0, _seconds(positive=False))
     persistence: bool = _field(False, _boolean)
     persistence_location: str = _field("./data", _text)
+    durability: Durability = field(
+        default="ack", metadata={"check": _choice(*get_args(Durability))}
+    )
+    flush_interval_ms: int = _field(50, _integer(1, 60_000))
     log_level: LogLevel = field(default="info", metadata={"check": _choice(*get_args(LogLevel))})
     use_uvloop: bool = _field(True, _boolean)
 

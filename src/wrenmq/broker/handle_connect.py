@@ -106,6 +106,7 @@ def handle_connect(conn: Connection, p: Connect) -> None:
         session.expiry_interval = cfg.persistent_client_expiration
     session.will = p.will
     session.username = conn.username
+    broker.session_connected(session)
     session.inflight_max = cfg.max_inflight_messages
     if version == 5 and props.receive_maximum:
         session.inflight_max = min(props.receive_maximum, cfg.max_inflight_messages)

@@ -15,6 +15,7 @@ from wrenmq.errors import RemoteProtocolError
 
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
+    from wrenmq.broker.sessions import Session
 
 __all__ = ["handle_puback", "handle_pubcomp", "handle_publish", "handle_pubrec", "handle_pubrel"]
 
@@ -25,9 +26,17 @@ _NO_MATCHING = ReasonCode.NO_MATCHING_SUBSCRIBERS
 def _ack(conn: Connection, qos: int, packet_id: int, code: ReasonCode) -> None:
     first = 0x40 if qos == 1 else 0x50
     if code and conn.version == 5:
-        conn.write(bytes((first, 3, packet_id >> 8, packet_id & 0xFF, code)))
+        data = bytes((first, 3, packet_id >> 8, packet_id & 0xFF, code))
     else:
-        conn.write(bytes((first, 2, packet_id >> 8, packet_id & 0xFF)))
+        data = bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
+    conn.broker.send_ack(conn, data)
+
+
+def _remember_qos2(session: Session, packet_id: int) -> None:
+    """Hold an incoming QoS 2 packet id until PUBREL, durably for a persistent session."""
+    session.incoming_qos2.add(packet_id)
+    if session.durable is not None:
+        session.durable.incoming_qos2(session, packet_id, True)
 
 
 def handle_publish(conn: Connection, p: Publish) -> None:
@@ -85,7 +94,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
             # A v5 PUBREC >= 0x80 ends the flow: no PUBREL comes, the packet id is free again
             # (4.3.3), so it must not be remembered as a QoS 2 message in progress.
             if qos == 2 and conn.version < 5:
-                session.incoming_qos2.add(packet_id)
+                _remember_qos2(session, packet_id)
             # 0x95 is not allowed in PUBACK/PUBREC (MQTT 5 table 2-6; paho rejects the packet).
             _ack(conn, qos, packet_id, ReasonCode.QUOTA_EXCEEDED)
         return
@@ -93,7 +102,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
         # Topics beginning with '$' belong to the server [MQTT-4.7.2-1]: accept and drop.
         if qos:
             if qos == 2 and conn.version < 5:
-                session.incoming_qos2.add(packet_id)
+                _remember_qos2(session, packet_id)
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
         return
     acl = broker.acl
@@ -102,7 +111,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
         if qos:
             v5 = conn.version == 5
             if qos == 2 and not v5:
-                session.incoming_qos2.add(packet_id)
+                _remember_qos2(session, packet_id)
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED if v5 else _SUCCESS)
         return
     hooks = broker.hooks
@@ -111,7 +120,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
         if result is None:
             if qos:
                 if qos == 2 and conn.version < 5:
-                    session.incoming_qos2.add(packet_id)
+                    _remember_qos2(session, packet_id)
                 _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
             return
         topic, payload, qos_out, retain, props = result
@@ -123,7 +132,7 @@ def handle_publish(conn: Connection, p: Publish) -> None:
         broker.pressure.clear()
     if qos:
         if qos == 2:
-            session.incoming_qos2.add(packet_id)
+            _remember_qos2(session, packet_id)
         _ack(conn, qos, packet_id, _SUCCESS if count else _NO_MATCHING)
     if hooks.observed(HookEvent.MESSAGE_PUBLISHED):
         hooks.notify(HookEvent.MESSAGE_PUBLISHED, conn.client_id, topic, qos, retain, count)
@@ -150,6 +159,8 @@ def handle_pubrel(conn: Connection, p: PubRel) -> None:
         return
     if p.packet_id in session.incoming_qos2:
         session.incoming_qos2.discard(p.packet_id)
+        if session.durable is not None:
+            session.durable.incoming_qos2(session, p.packet_id, False)
         conn.write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
     elif conn.version == 5:
         conn.send(PubComp(p.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))

@@ -18,6 +18,7 @@ from wrenmq.codec.packets import Will
 
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
+    from wrenmq.broker.durable import Durable
 
 __all__ = ["SESSION_NEVER_EXPIRES", "Outgoing", "Session", "SubOptions"]
 
@@ -61,6 +62,7 @@ class Outgoing:
         "packet_id",
         "qos",
         "retain",
+        "seq",
         "share",
         "state",
         "sub_ids",
@@ -84,6 +86,7 @@ class Outgoing:
         self.share = share  # the shared group it came through, for redelivery to another member
         self.packet_id = 0
         self.state = QUEUED
+        self.seq = 0  # its place in the session's durable queue; 0 = not stored
 
 
 class Session:
@@ -97,6 +100,7 @@ class Session:
         "created_at",
         "disconnected_at",
         "dropped",
+        "durable",
         "expiry_handle",
         "expiry_interval",
         "incoming_qos2",
@@ -111,11 +115,14 @@ class Session:
         "queue",
         "queue_qos0",
         "queued_bytes",
+        "spill_after",
+        "spilled",
         "stalled",
         "subscriptions",
         "username",
         "version",
         "will",
+        "will_due",
         "will_handle",
     )
 
@@ -157,6 +164,12 @@ class Session:
         self.blocked: list[Connection] = []
         self.pressure = pressure
         self.stalled = False  # kept publishers paused too long without progress: drop instead
+        # Persistence: the store link of a persistent session, and its on-disk queue tail
+        # (``spilled`` deliveries after seq ``spill_after`` are only on disk).
+        self.durable: Durable | None = None
+        self.spilled = 0
+        self.spill_after = 0
+        self.will_due: float | None = None  # wall-clock time of a pending delayed will
 
     def __repr__(self) -> str:
         state = "online" if self.conn is not None else "offline"
@@ -175,7 +188,7 @@ class Session:
     ) -> None:
         """Send a message now if the connection and the in-flight window allow, else queue it."""
         conn = self.conn
-        if conn is not None and not conn.congested and not self.queue:
+        if conn is not None and not conn.congested and not self.queue and not self.spilled:
             if not qos:
                 conn.send_publish(template, 0, 0, retain, False, sub_ids, expires_at)
                 return
@@ -194,15 +207,24 @@ class Session:
         queue = self.queue
         size = len(msg.template.payload)
         max_bytes = self.max_queued_bytes
-        while queue and (
-            len(queue) >= self.max_queued or (max_bytes and self.queued_bytes + size > max_bytes)
+        durable = self.durable
+        while (queue or self.spilled) and (
+            len(queue) + self.spilled >= self.max_queued
+            or (max_bytes and self.queued_bytes + size > max_bytes)
         ):
-            victim = self._victim(msg)
+            victim = self._victim(msg) if queue else msg
             self.dropped += 1
             self.on_drop(self, victim, "queue full")
+            if durable is not None:
+                durable.done(self, victim)
             if victim is msg:
                 return
             self.queued_bytes -= len(victim.template.payload)
+        if durable is not None and msg.qos:
+            durable.record(self, msg)
+            if self.spilled or len(queue) >= durable.memory_queue:
+                self.spilled += 1  # on disk only; read back when the queue drains
+                return
         queue.append(msg)
         self.queued_bytes += size
         if (
@@ -239,11 +261,16 @@ class Session:
         msg.packet_id = pid
         msg.state = AWAIT_ACK
         self.inflight[pid] = msg
+        durable = self.durable
         if not conn.send_publish(
             msg.template, msg.qos, pid, msg.retain, False, msg.sub_ids, msg.expires_at
         ):
             # Too large for this client or expired: it never goes on the wire.
             del self.inflight[pid]
+            if durable is not None:
+                durable.done(self, msg)
+        elif durable is not None:
+            durable.record(self, msg)
 
     def pump(self) -> None:
         """Move queued messages onto the wire while the window and the connection allow."""
@@ -269,6 +296,9 @@ class Session:
             self.stalled = False
             if self.blocked:
                 self.release()
+        durable = self.durable
+        if self.spilled and durable is not None and len(queue) < durable.memory_queue >> 1:
+            durable.refill(self)
 
     def release(self) -> None:
         """Resume every publisher this session's queue had paused."""
@@ -288,13 +318,17 @@ class Session:
                 msg.template, msg.qos, pid, msg.retain, True, msg.sub_ids, msg.expires_at
             ):
                 del self.inflight[pid]
+                if self.durable is not None:
+                    self.durable.done(self, msg)
 
     # -- acknowledgements ----------------------------------------------------------------------
 
     def acked(self, packet_id: int) -> Outgoing | None:
         """PUBACK or PUBCOMP arrived: the message is done; refill the window."""
         msg = self.inflight.pop(packet_id, None)
-        if self.queue:
+        if msg is not None and self.durable is not None:
+            self.durable.done(self, msg)
+        if self.queue or self.spilled:
             self.pump()
         return msg
 
@@ -305,10 +339,14 @@ class Session:
             return not failed  # answer PUBREL anyway so the client can finish [MQTT-4.3.3]
         if failed:
             del self.inflight[packet_id]
-            if self.queue:
+            if self.durable is not None:
+                self.durable.done(self, msg)
+            if self.queue or self.spilled:
                 self.pump()
             return False
         msg.state = AWAIT_COMP
+        if self.durable is not None:
+            self.durable.record(self, msg)
         return True
 
     def take_shared_unacked(self) -> list[Outgoing]:
@@ -326,4 +364,7 @@ class Session:
                 (taken if msg.share is not None else kept).append(msg)
             self.queue = kept
             self.queued_bytes = sum(len(m.template.payload) for m in kept)
+        if self.durable is not None:
+            for msg in taken:
+                self.durable.done(self, msg)  # the next member records it as its own
         return taken

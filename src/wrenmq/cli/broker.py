@@ -7,10 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
+import tomllib
 from typing import Any
 
 from wrenmq.broker.broker import Broker
 from wrenmq.broker.config import BrokerConfig, ListenerConfig, load_toml
+from wrenmq.broker.persistence.base import StoreError
 from wrenmq.errors import ConfigError, WrenError
 
 __all__ = ["add_parser", "run"]
@@ -24,11 +26,33 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--bind", metavar="ADDR", help="bind address for --port (default 127.0.0.1)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.add_argument("--no-uvloop", action="store_true", help="use the standard asyncio event loop")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="keep sessions and retained messages in DIR (./data)"
+    )
+    p.add_argument(
+        "--no-persistence", action="store_true", help="keep everything in memory only"
+    )
+
+
+def _sets(path: str | None, key: str) -> bool:
+    """Whether the TOML file at ``path`` sets ``key`` at top level."""
+    if not path:
+        return False
+    with open(path, "rb") as f:
+        return key in tomllib.load(f)
 
 
 def build_config(args: argparse.Namespace) -> BrokerConfig:
     """The configuration the command line asks for."""
     config = load_toml(args.config) if args.config else BrokerConfig()
+    # The standalone broker persists to ./data unless told otherwise (the embedded one does not).
+    persistence = config.persistence if _sets(args.config, "persistence") else True
+    if args.no_persistence:
+        persistence = False
+    changes: dict[str, object] = {"persistence": persistence}
+    if args.data_dir:
+        changes["persistence_location"] = args.data_dir
+    config = config.replace(**changes)
     if args.port is not None or args.bind is not None:
         port = args.port if args.port is not None else 1883
         if not 0 <= port <= 65535:
@@ -96,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"wrenmq broker: cannot listen: {exc}", file=sys.stderr)
         return 1
-    except WrenError as exc:
+    except (WrenError, StoreError) as exc:
         print(f"wrenmq broker: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from wrenmq import __version__
-from wrenmq.cli import broker, passwd
+from wrenmq.cli import broker, passwd, store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("version", help="print the version and exit")
     broker.add_parser(sub)
+    store.add_parser(sub)
     passwd.add_parser(sub)
     return parser
 
@@ -30,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "broker":
         return broker.run(args)
+    if args.command == "store":
+        return store.run(args)
     if args.command == "passwd":
         return passwd.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first

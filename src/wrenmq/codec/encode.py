@@ -270,7 +270,7 @@ class PublishTemplate:
     identifiers, a topic alias) in MQTT 5. QoS 0 variants are cached and shared as-is.
     """
 
-    __slots__ = ("_cache", "_payload", "_props_v5", "_topic", "properties", "topic")
+    __slots__ = ("_cache", "_payload", "_props_v5", "_topic", "message_id", "properties", "topic")
 
     def __init__(
         self,
@@ -280,6 +280,7 @@ class PublishTemplate:
     ) -> None:
         self.topic = topic
         self.properties = properties
+        self.message_id = 0  # an id its owner may give it (the broker's store does)
         self._topic = encode_string(topic)
         self._payload = bytes(payload)
         self._props_v5 = b"" if properties is NO_PROPERTIES else encode_properties_body(properties)

@@ -1,0 +1,179 @@
+"""The ``SessionStore`` protocol: what the broker keeps durably, and the records it exchanges.
+
+The broker records changes synchronously on its hot path (``record_*`` calls only append to an
+in-memory batch and never block) and asks for durability with ``await flush()``, which commits
+everything recorded so far in one transaction (group commit: one fsync per batch, never one per
+message). Records use wall-clock seconds (``time.time()``) for every deadline, so they survive a
+restart. A message's payload is stored once however many sessions it is queued for: deliveries
+reference it by ``message_id``.
+
+Implementations: ``memory`` (nothing survives the process; for embedding and tests) and
+``sqlite`` (stdlib ``sqlite3``, WAL, schema versions). A Redis store for clustering can implement
+the same protocol. Imports only ``wrenmq.errors``, nothing from the rest of the broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wrenmq.errors import WrenError
+
+__all__ = [
+    "NEVER_EXPIRES",
+    "DeliveryRecord",
+    "MessageRecord",
+    "RetainedRecord",
+    "SessionRecord",
+    "SessionStore",
+    "StoreError",
+    "StoreSnapshot",
+    "SubscriptionRecord",
+]
+
+NEVER_EXPIRES = 0xFFFFFFFF  # a session expiry interval of UINT_MAX never expires (3.1.2.11.2)
+
+
+class StoreError(WrenError):
+    """The store cannot be opened or written (corrupt file, disk full, ...).
+
+    The message says what happened and how to recover.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A persistent session. ``will`` is the encoded will (codec wire form of a Will, see
+    ``encode_will``/``decode_will`` in the sqlite module) or None; ``will_due`` the wall-clock
+    time a delayed will is to be published (None if no delayed will is pending)."""
+
+    client_id: str
+    protocol_level: int
+    expiry_interval: int
+    disconnected_at: float | None = None
+    will: bytes | None = None
+    will_due: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """One subscription of a persistent session, with every option."""
+
+    client_id: str
+    topic_filter: str
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    subscription_identifier: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A message body, stored once. ``properties`` is the MQTT 5 property block without its
+    length prefix (``encode_properties_body``), ``b""`` when there are none."""
+
+    message_id: int
+    topic: str
+    payload: bytes
+    properties: bytes = b""
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One message queued or in flight to one session. ``seq`` orders a session's deliveries;
+    ``packet_id`` is 0 while queued; ``state`` 0 = queued, 1 = sent awaiting PUBACK/PUBREC,
+    2 = PUBREL sent awaiting PUBCOMP."""
+
+    client_id: str
+    seq: int
+    message_id: int
+    qos: int
+    retain: bool = False
+    subscription_identifiers: tuple[int, ...] = ()
+    packet_id: int = 0
+    state: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedRecord:
+    """A retained message."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    properties: bytes = b""
+    expires_at: float | None = None
+
+
+@dataclass(slots=True)
+class StoreSnapshot:
+    """Everything a store holds, as loaded at start (expired data already removed).
+
+    ``deliveries`` holds, per client id, at most ``limit`` deliveries in ``seq`` order (the rest
+    stay on disk and are read with ``load_deliveries``); ``pending`` counts all of them.
+    """
+
+    sessions: list[SessionRecord] = field(default_factory=list)
+    subscriptions: list[SubscriptionRecord] = field(default_factory=list)
+    messages: dict[int, MessageRecord] = field(default_factory=dict)
+    deliveries: dict[str, list[DeliveryRecord]] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)
+    incoming_qos2: dict[str, set[int]] = field(default_factory=dict)
+    retained: list[RetainedRecord] = field(default_factory=list)
+    next_message_id: int = 1
+    next_seq: int = 1  # above every delivery seq in the store
+
+
+class SessionStore(Protocol):
+    """Durable broker state. ``record_*`` never block; ``flush`` makes them durable."""
+
+    async def open(self) -> StoreSnapshot:
+        """Open (creating or migrating the schema), drop expired data, return the state."""
+
+    async def close(self) -> None:
+        """Flush and close."""
+
+    async def flush(self) -> None:
+        """Commit every change recorded so far; returns when it is durable."""
+
+    @property
+    def pending_changes(self) -> int:
+        """Changes recorded and not yet committed."""
+
+    def record_session(self, session: SessionRecord) -> None:
+        """Insert or replace a session row."""
+
+    def record_session_deleted(self, client_id: str) -> None:
+        """Remove a session with its subscriptions, deliveries and incoming QoS 2 ids."""
+
+    def record_subscription(self, sub: SubscriptionRecord) -> None:
+        """Insert or replace a subscription."""
+
+    def record_unsubscribe(self, client_id: str, topic_filter: str) -> None:
+        """Remove a subscription."""
+
+    def record_message(self, message: MessageRecord) -> None:
+        """Store a message body (before the deliveries that reference it)."""
+
+    def record_delivery(self, delivery: DeliveryRecord) -> None:
+        """Insert or replace a delivery (queued, or its new packet id/state)."""
+
+    def record_delivery_done(self, client_id: str, seq: int) -> None:
+        """Remove a delivery (acknowledged, dropped or expired). A message no delivery or
+        retained row references any more is deleted."""
+
+    def record_incoming_qos2(self, client_id: str, packet_id: int, present: bool) -> None:
+        """Remember (``present``) or forget an incoming QoS 2 packet id awaiting PUBREL."""
+
+    def record_retained(self, retained: RetainedRecord) -> None:
+        """Insert or replace the retained message of a topic."""
+
+    def record_retained_deleted(self, topic: str) -> None:
+        """Remove the retained message of a topic."""
+
+    async def load_deliveries(
+        self, client_id: str, after_seq: int, limit: int
+    ) -> tuple[list[DeliveryRecord], dict[int, MessageRecord]]:
+        """The next ``limit`` deliveries of a session after ``after_seq`` with their messages."""
