@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 from mqtt_bytes import (
     ASSIGNED_CLIENT_IDENTIFIER,
+    AUTH,
+    AUTHENTICATION_DATA,
+    AUTHENTICATION_METHOD,
     CLEAN,
     CONNACK,
     DISCONNECT,
@@ -35,6 +38,7 @@ from mqtt_bytes import (
     WILDCARD_SUBSCRIPTION_AVAILABLE,
     connect,
     fixed,
+    p_bin,
     p_byte,
     p_str,
     p_u16,
@@ -45,7 +49,7 @@ from mqtt_bytes import (
     u16,
 )
 
-from wrenmq.codec.packets import Subscription
+from wrenmq.codec.packets import Publish, Subscription
 from wrenmq.codec.properties import Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import LocalProtocolError, RemoteProtocolError
@@ -57,6 +61,8 @@ from wrenmq.protocol.events import (
     MessageReceived,
     PongReceived,
     PublishAcked,
+    PubRecReceived,
+    PubRelReceived,
     SubscribeAcked,
     UnsubscribeAcked,
 )
@@ -220,6 +226,17 @@ def test_qos2_flow(version: int) -> None:
     events = proto.receive_data(ack(PUBCOMP, pid))
     assert events == [PublishAcked(pid, ReasonCode(code or 0))]
     assert proto.inflight == 0
+
+
+def test_pubcomp_not_found_after_a_resent_pubrel_completes_the_flow() -> None:
+    proto = connected(clean_start=False, session_expiry=60)
+    proto.publish("t", b"x", 2)
+    proto.receive_data(ack(PUBREC, 1))
+    proto.connection_lost()  # our PUBREL arrived, the server's PUBCOMP was lost
+    proto.connect()
+    proto.receive_data(connack(present=True))
+    assert proto.data_to_send() == fixed(PUBREL, u16(1))
+    assert proto.receive_data(ack(PUBCOMP, 1, 0x92)) == [PublishAcked(1)]
 
 
 def test_qos2_pubrec_failure_ends_the_flow() -> None:
@@ -444,9 +461,26 @@ def test_outgoing_topic_alias_for_repeated_topics() -> None:
     assert proto.publish("room/1", b"a")[1] == publish("room/1", b"a")
     assert proto.publish("room/1", b"b")[1] == publish("room/1", b"b", p=p_u16(TOPIC_ALIAS, 1))
     assert proto.publish("room/1", b"c")[1] == publish("", b"c", p=p_u16(TOPIC_ALIAS, 1))
-    # The only alias is taken: other topics go out in full.
-    proto.publish("room/2", b"d")
-    assert proto.publish("room/2", b"e")[1] == publish("room/2", b"e")
+    # The only alias is taken: a topic used once goes out in full...
+    assert proto.publish("room/2", b"d")[1] == publish("room/2", b"d")
+    # ...and the second time takes over the least recently used alias, with its full name, which
+    # rebinds the alias at the server [MQTT-3.3.2-12].
+    assert proto.publish("room/2", b"e")[1] == publish("room/2", b"e", p=p_u16(TOPIC_ALIAS, 1))
+    assert proto.publish("room/2", b"f")[1] == publish("", b"f", p=p_u16(TOPIC_ALIAS, 1))
+    # room/1 lost its alias: it starts over.
+    assert proto.publish("room/1", b"g")[1] == publish("room/1", b"g")
+
+
+def test_outgoing_alias_reassignment_takes_the_least_recently_used() -> None:
+    proto = connected(p=p_u16(TOPIC_ALIAS_MAXIMUM, 2))
+    for topic in ("a", "a", "b", "b"):
+        proto.publish(topic, b"")
+    assert proto.publish("a", b"1")[1] == publish("", b"1", p=p_u16(TOPIC_ALIAS, 1))  # a is fresh
+    proto.publish("c", b"")
+    # b (alias 2) is the least recently used: c takes it over.
+    assert proto.publish("c", b"2")[1] == publish("c", b"2", p=p_u16(TOPIC_ALIAS, 2))
+    assert proto.publish("a", b"3")[1] == publish("", b"3", p=p_u16(TOPIC_ALIAS, 1))
+    assert proto.publish("b", b"4")[1] == publish("b", b"4")
 
 
 def test_outgoing_aliases_reset_per_connection() -> None:
@@ -616,3 +650,196 @@ def test_one_chunk_equals_byte_at_a_time() -> None:
     events_split = [e for i in range(len(stream)) for e in split.receive_data(stream[i : i + 1])]
     assert events_whole == events_split
     assert whole.data_to_send() == split.data_to_send()
+
+
+# -- durable sessions: nothing on the wire before the store has it -------------------------------
+
+
+def durable(*, manual_ack: bool = False) -> ClientProtocol:
+    return connected(clean_start=False, session_expiry=600, durable=True, manual_ack=manual_ack)
+
+
+def test_durable_publish_waits_for_the_store() -> None:
+    proto = durable()
+    pid1, data1 = proto.publish("a", b"1", 1, tag=11)
+    pid2, data2 = proto.publish("b", b"2", 2, tag=12)
+    assert (data1, data2) == (b"", b"")
+    assert proto.mark_stored(pid2, 99) == b""  # a stale tag changes nothing
+    # The second is stored first: it still waits behind the first (order [MQTT-4.6.0-2]).
+    assert proto.mark_stored(pid2, 12) == b""
+    assert proto.mark_stored(pid1, 11) == publish("a", b"1", 1, pid1) + publish("b", b"2", 2, pid2)
+    assert proto.mark_stored(pid1, 11) == b""
+
+
+def test_durable_pubrel_waits_for_the_stored_pubrec() -> None:
+    proto = durable()
+    pid, _ = proto.publish("t", b"x", 2, tag=5)
+    proto.mark_stored(pid, 5)
+    assert proto.receive_data(ack(PUBREC, pid)) == [PubRecReceived(pid)]
+    assert proto.data_to_send() == b""
+    # A repeated PUBREC while the store writes: no second event, no PUBREL yet.
+    assert proto.receive_data(ack(PUBREC, pid)) == []
+    assert proto.data_to_send() == b""
+    # A PUBCOMP before our PUBREL is no answer to it.
+    assert proto.receive_data(ack(PUBCOMP, pid)) == []
+    assert proto.pubrel_stored(pid, 5) == fixed(PUBREL, u16(pid))
+    assert proto.pubrel_stored(pid, 5) == b""
+    assert proto.receive_data(ack(PUBCOMP, pid)) == [PublishAcked(pid)]
+
+
+def test_durable_resume_skips_what_the_store_lacks() -> None:
+    proto = durable()
+    p1, _ = proto.publish("t", b"1", 2, tag=1)
+    proto.mark_stored(p1, 1)
+    proto.receive_data(ack(PUBREC, p1))  # PUBREC not stored yet
+    p2, _ = proto.publish("t", b"2", 1, tag=2)  # not stored yet
+    proto.connection_lost()
+    proto.connect()
+    proto.receive_data(connack(present=True))
+    assert proto.data_to_send() == b""  # neither the PUBREL nor the PUBLISH may go out
+    assert proto.pubrel_stored(p1, 1) == fixed(PUBREL, u16(p1))
+    assert proto.mark_stored(p2, 2) == publish("t", b"2", 1, p2)  # never sent: no DUP
+
+
+def test_durable_incoming_qos2() -> None:
+    proto = durable()
+    generation = proto.generation
+    events = proto.receive_data(publish("t", b"m", 2, 7))
+    assert isinstance(events[0], MessageReceived)
+    assert proto.data_to_send() == b""  # PUBREC once the store has the id
+    # The server resends meanwhile: a duplicate, still no PUBREC.
+    assert proto.receive_data(publish("t", b"m", 2, 7, dup=True)) == []
+    assert proto.data_to_send() == b""
+    assert proto.incoming_stored(7, generation) == fixed(PUBREC, u16(7))
+    assert proto.receive_data(publish("t", b"m", 2, 7, dup=True)) == []
+    assert proto.data_to_send() == fixed(PUBREC, u16(7))
+    # PUBREL: the id leaves the store before PUBCOMP, or a restart would swallow its next use.
+    assert proto.receive_data(fixed(PUBREL, u16(7))) == [PubRelReceived(7)]
+    assert proto.receive_data(fixed(PUBREL, u16(7))) == []
+    assert proto.data_to_send() == b""
+    assert proto.incoming_released(7, generation) == fixed(PUBCOMP, u16(7))
+    assert len(proto.receive_data(publish("t", b"n", 2, 7))) == 1  # a new message
+
+
+def test_durable_incoming_survives_connection_loss_but_not_session_loss() -> None:
+    proto = durable()
+    old = proto.generation
+    proto.receive_data(publish("t", b"m", 2, 7))
+    proto.connection_lost()
+    proto.connect()
+    proto.receive_data(connack(present=True))
+    assert proto.receive_data(publish("t", b"m", 2, 7, dup=True)) == []  # still known
+    assert proto.incoming_stored(7, old) == fixed(PUBREC, u16(7))
+    proto.connection_lost()
+    proto.connect()
+    proto.receive_data(connack(present=False))
+    assert proto.generation != old
+    assert len(proto.receive_data(publish("t", b"m2", 2, 7))) == 1  # a new message
+    assert proto.incoming_stored(7, old) == b""  # a late callback of the old session
+    assert proto.incoming_stored(7, proto.generation) == fixed(PUBREC, u16(7))
+
+
+def test_durable_manual_ack_stores_before_pubrec() -> None:
+    proto = durable(manual_ack=True)
+    proto.receive_data(publish("t", b"m", 2, 3))
+    assert proto.ack(3) == b""
+    assert proto.incoming_stored(3, proto.generation) == fixed(PUBREC, u16(3))
+
+
+def test_restore_a_stored_session() -> None:
+    proto = ClientProtocol(client_id="c1", clean_start=False, session_expiry=60, durable=True)
+    proto.restore(
+        [
+            (Publish("a", b"1", 1, packet_id=4), 1, False),
+            (Publish("b", b"", 2, packet_id=9), 2, True),
+        ],
+        [5],
+        10,
+    )
+    proto.connect()
+    proto.receive_data(connack(present=True))
+    assert proto.data_to_send() == publish("a", b"1", 1, 4, dup=True) + fixed(PUBREL, u16(9))
+    assert proto.receive_data(publish("t", b"m", 2, 5, dup=True)) == []  # already delivered
+    assert proto.data_to_send() == fixed(PUBREC, u16(5))
+    assert proto.publish("c", b"", 1)[0] == 10  # the allocator resumes
+    proto.receive_data(ack(PUBACK, 4) + ack(PUBCOMP, 9))
+
+
+def test_restore_then_session_lost_republishes_as_new() -> None:
+    proto = ClientProtocol(client_id="c1", clean_start=False, session_expiry=60, durable=True)
+    proto.restore(
+        [
+            (Publish("a", b"1", 1, packet_id=4), 1, False),
+            (Publish("b", b"", 2, packet_id=9), 2, True),
+        ],
+        [],
+        1,
+    )
+    proto.connect()
+    events = proto.receive_data(connack(present=False))
+    assert events[1:] == [PublishAcked(9)]  # PUBREC arrived before: delivered
+    assert proto.data_to_send() == publish("a", b"1", 1, 4)
+
+
+# -- enhanced authentication ---------------------------------------------------------------------
+
+METHOD = p_str(AUTHENTICATION_METHOD, "TEST")
+
+
+def auth_packet(code: int, data: bytes | None = None, method: bytes = METHOD) -> bytes:
+    items = method + (p_bin(AUTHENTICATION_DATA, data) if data is not None else b"")
+    return fixed(AUTH, bytes([code]) + props(items))
+
+
+def test_enhanced_auth_exchange_and_reauthentication() -> None:
+    proto = ClientProtocol(
+        client_id="c1", keepalive=0, connect_properties=Properties(authentication_method="TEST")
+    )
+    assert proto.connect(authentication_data=b"hello") == connect(
+        5, CLEAN, 0, s("c1"), properties=props(METHOD, p_bin(AUTHENTICATION_DATA, b"hello"))
+    )
+    events = proto.receive_data(auth_packet(0x18, b"challenge"))
+    assert len(events) == 1
+    assert events[0].auth.properties.authentication_data == b"challenge"  # type: ignore[union-attr]
+    assert proto.auth_continue(b"answer") == auth_packet(0x18, b"answer")
+    assert isinstance(proto.receive_data(connack(p=METHOD))[0], Connected)
+    # Re-authentication [MQTT-4.12.1-1].
+    assert proto.reauthenticate(b"again") == auth_packet(0x19, b"again")
+    assert proto.reauthenticating
+    proto.receive_data(auth_packet(0x18, b"c2"))
+    assert proto.auth_continue(b"a2") == auth_packet(0x18, b"a2")
+    proto.receive_data(auth_packet(0x00, b"ok"))
+    assert not proto.reauthenticating
+    with pytest.raises(LocalProtocolError):
+        proto.auth_continue(b"late")
+
+
+@pytest.mark.parametrize(
+    ("wire", "connected_first"),
+    [
+        (auth_packet(0x18, b"x", p_str(AUTHENTICATION_METHOD, "OTHER")), False),  # 4.12.0-5
+        (auth_packet(0x00, b"x"), False),  # only Continue before CONNACK [MQTT-4.12.0-2]
+        (auth_packet(0x18, b"x"), True),  # no re-authentication was started
+        (auth_packet(0x19, b"x"), True),  # the server never sends Re-authenticate
+    ],
+)
+def test_unexpected_auth_is_a_protocol_error(wire: bytes, connected_first: bool) -> None:
+    proto = ClientProtocol(
+        client_id="c1", connect_properties=Properties(authentication_method="TEST")
+    )
+    proto.connect(authentication_data=b"")
+    if connected_first:
+        proto.receive_data(connack(p=METHOD))
+    events = proto.receive_data(wire)
+    assert isinstance(events[-1], Disconnected)
+    assert events[-1].reason_code == ReasonCode.PROTOCOL_ERROR
+
+
+def test_auth_without_a_method() -> None:
+    proto = connected()
+    events = proto.receive_data(auth_packet(0x18, b"x"))
+    assert isinstance(events[-1], Disconnected)  # [MQTT-4.12.0-6]
+    with pytest.raises(LocalProtocolError):
+        proto.reauthenticate(b"")  # [MQTT-4.12.0-7]
+    with pytest.raises(LocalProtocolError):
+        ClientProtocol(client_id="c").connect(authentication_data=b"x")  # [MQTT-3.1.2-28]

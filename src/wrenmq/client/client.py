@@ -10,12 +10,30 @@ Ordering after a reconnect: SUBSCRIBE for every remembered subscription (only wh
 the session), then the resends of unacknowledged QoS 1/2 messages, then the offline queue, then
 new publishes.
 
+Durable sessions (``session_store=``): each ``connect()`` loads the client id's session from the
+store (or clears it, for a clean start) and the sans-IO protocol runs in durable mode: a QoS 1/2
+PUBLISH, a PUBREL, and the PUBREC / PUBCOMP of an incoming QoS 2 message go out only once the
+store has what they imply (``durable.py``). A new incoming QoS 2
+message reaches the application only once its packet id is stored, one message at a time, and
+the messages received after it wait behind it, so delivery order holds. The
+application therefore never sees a QoS 2 message twice, across restarts too; a process that dies
+in the instant between storing an id and handing its message over loses that one message. With
+``manual_ack`` the id is stored when the application acknowledges instead: nothing is lost, and
+a process dying between processing and that store sees the message again. A store failure ends
+the client.
+
+Transports: TCP (``tls=`` for TLS) through ``loop.create_connection``, or WebSocket
+(``transport="websockets"``; ``tls=`` for wss) through ``wrenmq.transport.ws_client``; both drive
+the same ``Connection`` protocol.
+
 Why past ~600 lines: the class is the client's public surface, every verb with its keyword
 arguments documented in spec terms; the mechanisms live elsewhere (``router.py`` streams and
 handlers, ``offline.py`` the offline queue, ``connection.py`` the socket, ``backoff.py`` the
-reconnect policy, and the protocol itself in ``wrenmq.protocol``).
+reconnect policy, ``durable.py`` (with ``journal.py`` and ``store.py``) the durable session,
+``auth.py`` enhanced authentication, and the protocol itself in ``wrenmq.protocol``).
 
-Imports ``asyncio``, ``ssl``, ``protocol``, ``codec`` and ``errors``; never the broker.
+Imports ``asyncio``, ``ssl``, ``transport``, ``protocol``, ``codec`` and ``errors``; never the
+broker.
 """
 
 from __future__ import annotations
@@ -24,20 +42,25 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, overload
 
+from wrenmq.client.auth import Authenticator, AuthExchange
 from wrenmq.client.backoff import Reconnect
 from wrenmq.client.connection import Connection
-from wrenmq.client.errors import DisconnectedError
+from wrenmq.client.durable import DurableSession
+from wrenmq.client.errors import DisconnectedError, StoreError
 from wrenmq.client.message import Message, Messages
-from wrenmq.client.offline import OfflinePolicy, OfflineQueue, fail_future
+from wrenmq.client.offline import OfflinePolicy, OfflineQueue, Queued, fail_future
 from wrenmq.client.router import MessageHandler, MessageRouter
+from wrenmq.client.store import SessionStore
 from wrenmq.codec.packets import ConnAck, Subscription, Will
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.codec.types import QoS
 from wrenmq.errors import (
+    AuthError,
     ConfigError,
     ConnectError,
     LocalProtocolError,
@@ -54,6 +77,8 @@ from wrenmq.protocol.events import (
     MessageReceived,
     PongReceived,
     PublishAcked,
+    PubRecReceived,
+    PubRelReceived,
     SubscribeAcked,
     UnsubscribeAcked,
 )
@@ -61,7 +86,14 @@ from wrenmq.protocol.events import (
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["Client", "MessageHandler", "OfflinePolicy", "PayloadType", "SubscribeTarget"]
+__all__ = [
+    "Client",
+    "MessageHandler",
+    "OfflinePolicy",
+    "PayloadType",
+    "SubscribeTarget",
+    "TransportName",
+]
 
 log = logging.getLogger("wrenmq.client")
 
@@ -69,6 +101,9 @@ PayloadType = bytes | bytearray | memoryview | str | int | float | None
 SubscribeItem = str | tuple[str, int] | Subscription
 SubscribeList = list[SubscribeItem] | tuple[SubscribeItem, ...]
 SubscribeTarget = str | Subscription | SubscribeList
+TransportName = Literal["tcp", "websockets"]
+_QoS0 = Literal[0, QoS.AT_MOST_ONCE]
+_QoS12 = Literal[1, 2, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE]
 
 _NEW, _CONNECTING, _CONNECTED, _RECONNECTING, _CLOSED = range(5)
 _MAX_QUEUED_DEFAULT: Final = 10_000
@@ -107,8 +142,12 @@ class Client:
         password: Password for authentication (``str`` is encoded as UTF-8).
         will: the Will Message the server publishes if this client disappears without
             DISCONNECT.
-        tls: ``True`` for TLS with the default context, or an ``ssl.SSLContext``.
-        transport: ``"tcp"`` (the only transport available so far).
+        tls: ``True`` for TLS with the default context, or an ``ssl.SSLContext`` (with
+            ``transport="websockets"``: wss).
+        transport: ``"tcp"`` (MQTT over TCP, or TLS) or ``"websockets"`` (MQTT over WebSocket,
+            subprotocol ``mqtt``; ``port`` is then the server's WebSocket port).
+        ws_path: the HTTP path of the server's WebSocket endpoint.
+        ws_headers: extra HTTP headers for the WebSocket opening handshake.
         max_inflight: most outgoing QoS 1/2 messages unacknowledged at once; the server's
             Receive Maximum lowers it; further publishes wait their turn.
         receive_maximum: MQTT 5 Receive Maximum: most incoming QoS 1/2 messages unacknowledged at
@@ -129,7 +168,21 @@ class Client:
         connect_timeout: seconds to wait for the TCP connection and the CONNACK.
         request_response_information: MQTT 5: ask the server for Response Information.
         user_properties: MQTT 5 User Properties sent in CONNECT.
-        properties: further MQTT 5 CONNECT properties (e.g. authentication method and data).
+        properties: further MQTT 5 CONNECT properties.
+        session_store: keep the session in this store (``wrenmq.client.store.SQLiteStore``,
+            ``MemorySessionStore``) so that QoS 1/2 messages in flight or queued, and the packet
+            ids of incoming QoS 2 messages, survive a restart of the process: QoS 2 stays exactly
+            once across reconnects and restarts. Needs an explicit ``client_id``. Each
+            ``connect()`` resumes what the store holds for the client id, unless this is the
+            first connection with ``clean_start=True``, which clears it. With a store, a QoS 1/2
+            publish is never withdrawn once made: a timeout, a cancellation or the client closing
+            leaves it in the store, to be sent on the next ``connect()``. ``disconnect()``
+            closes the store.
+        auth_method: MQTT 5 Authentication Method for enhanced authentication (e.g.
+            ``"SCRAM-SHA-256"``); needs ``authenticator``.
+        authenticator: produces the Authentication Data of each exchange (``initial()``,
+            ``challenge(data)``, optionally ``complete(data)``; see ``wrenmq.client.auth``), e.g.
+            ``wrenmq.client.scram.ScramSha256Authenticator``.
     """
 
     def __init__(
@@ -146,7 +199,9 @@ class Client:
         password: str | bytes | None = None,
         will: Will | None = None,
         tls: bool | ssl.SSLContext | None = None,
-        transport: str = "tcp",
+        transport: TransportName = "tcp",
+        ws_path: str = "/mqtt",
+        ws_headers: Mapping[str, str] | None = None,
         max_inflight: int = 100,
         receive_maximum: int = 65535,
         max_packet_size: int | None = None,
@@ -160,9 +215,22 @@ class Client:
         request_response_information: bool = False,
         user_properties: Sequence[tuple[str, str]] = (),
         properties: Properties = NO_PROPERTIES,
+        session_store: SessionStore | None = None,
+        auth_method: str | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
-        if transport != "tcp":
-            raise ConfigError("transport", f"{transport!r} is not available yet; use 'tcp'")
+        if transport not in ("tcp", "websockets"):
+            raise ConfigError(
+                "transport", f"unknown transport {transport!r}: 'tcp' or 'websockets'"
+            )
+        if session_store is not None and not client_id:
+            raise ConfigError("client_id", "a session store needs an explicit client id")
+        if (auth_method is None) != (authenticator is None):
+            raise ConfigError("auth_method", "auth_method and authenticator go together")
+        if auth_method is not None:
+            if version != 5:
+                raise ConfigError("auth_method", "enhanced authentication needs MQTT 5")
+            properties = properties.replace(authentication_method=auth_method)
         if offline_policy not in ("block", "raise", "drop_oldest"):
             raise ConfigError("offline_policy", f"unknown policy {offline_policy!r}")
         if offline_queue_size < 1:
@@ -176,6 +244,9 @@ class Client:
         self._tls: ssl.SSLContext | None = (
             ssl.create_default_context() if tls is True else (tls or None)
         )
+        self._transport: TransportName = transport
+        self._ws_path = ws_path
+        self._ws_headers = dict(ws_headers) if ws_headers else None
         self._proto = ClientProtocol(
             version=version,
             client_id=client_id,
@@ -192,6 +263,7 @@ class Client:
             manual_ack=manual_ack,
             request_response_information=request_response_information,
             connect_properties=properties,
+            durable=session_store is not None,
         )
         self._reconnect = reconnect
         self._manual_ack = manual_ack
@@ -209,7 +281,7 @@ class Client:
 
         self._pub_futures: dict[int, asyncio.Future[PublishAcked]] = {}
         self._req_futures: dict[int, asyncio.Future[tuple[ReasonCode, ...]]] = {}
-        self._offline = OfflineQueue(offline_queue_size, offline_policy)
+        self._offline = OfflineQueue(offline_queue_size, offline_policy, self._dropped)
         self._subscriptions: dict[str, tuple[Subscription, Properties]] = {}
         self._router = MessageRouter(max_queued_messages, self._pause_reading)
         self._connected_handlers: list[Callable[[ConnAck], Any]] = []
@@ -218,6 +290,25 @@ class Client:
         self._responses: dict[bytes, asyncio.Future[Message]] = {}
         self._response_topic: str | None = None
         self._response_lock = asyncio.Lock()
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+        self._durable = (
+            None
+            if session_store is None
+            else DurableSession(
+                session_store,
+                self._proto,
+                self._offline,
+                self._write,
+                self._deliver,
+                self._store_failed,
+            )
+        )
+        self._auth = (
+            None
+            if authenticator is None
+            else AuthExchange(authenticator, self._proto, self._write, self._auth_failed)
+        )
 
     def __repr__(self) -> str:
         state = ("new", "connecting", "connected", "reconnecting", "closed")[self._state]
@@ -304,19 +395,27 @@ class Client:
 
         Raises:
             ConnectError: the server refused (its reason code) or could not be reached.
+            AuthError: enhanced authentication failed on this side (e.g. the server could not
+                prove it knows the password).
+            StoreError: the session store cannot be opened or read.
         """
         if self._state not in (_NEW, _CLOSED):
             raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "already connected")
         self._loop = asyncio.get_running_loop()
+        first = self._state == _NEW
         self._state = _CONNECTING
         self._router.reopen()
         try:
+            if self._durable is not None:
+                await self._durable.open(clean=first and self._proto.clean_start)
             await self._connect_once()
         except BaseException as exc:
             self._state = _CLOSED
             self._fail_all(
                 exc if isinstance(exc, MQTTError) else DisconnectedError(message=str(exc))
             )
+            if self._durable is not None:
+                await self._durable.close()
             raise
         assert self.connack is not None
         return self.connack
@@ -329,15 +428,12 @@ class Client:
         conn: Connection | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(self, loop),
-                    self.hostname,
-                    self.port,
-                    ssl=self._tls,
-                    server_hostname=self.hostname if self._tls is not None else None,
-                )
+                auth_data = None
+                if self._auth is not None:
+                    auth_data = await self._auth.initial_data()
+                conn = await self._open_connection(loop)
                 self._conn = conn
-                conn.write(self._proto.connect())
+                conn.write(self._proto.connect(authentication_data=auth_data))
                 await waiter
         except (OSError, TimeoutError) as exc:
             self._abandon(conn)
@@ -350,6 +446,30 @@ class Client:
             raise
         finally:
             self._connack_waiter = None
+
+    async def _open_connection(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        if self._transport == "websockets":
+            # Imported here: the websockets library is needed only by WebSocket clients.
+            from wrenmq.transport.ws_client import connect_websocket
+
+            _, protocol = await connect_websocket(
+                lambda: Connection(self, loop),
+                self.hostname,
+                self.port,
+                path=self._ws_path,
+                ssl_context=self._tls,
+                headers=self._ws_headers,
+                max_size=self._proto.maximum_packet_size,
+            )
+            return cast(Connection, protocol)
+        _, conn = await loop.create_connection(
+            lambda: Connection(self, loop),
+            self.hostname,
+            self.port,
+            ssl=self._tls,
+            server_hostname=self.hostname if self._tls is not None else None,
+        )
+        return conn
 
     def _abandon(self, conn: Connection | None) -> None:
         """Drop a connection attempt that did not get as far as CONNACK."""
@@ -364,7 +484,13 @@ class Client:
         """CONNACK Success: resubscribe, resend, flush the offline queue, then tell the world."""
         conn = self._conn
         assert conn is not None
+        if self._auth is not None and not self._auth.verify(
+            event.connack.properties.authentication_data
+        ):
+            return
         self.connack = event.connack
+        if self._durable is not None and not event.session_present:
+            self._durable.server_lost_session()
         if not event.session_present and self._subscriptions:
             self._resubscribe(conn)
         conn.write(self._proto.data_to_send())
@@ -440,6 +566,8 @@ class Client:
         if not isinstance(error, DisconnectedError):
             error = DisconnectedError(error.reason_code, error.message)
         self._fail_requests(self._proto.connection_lost(), error)
+        if self._auth is not None:
+            self._auth.abandon(error)
         waiter = self._connack_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(
@@ -469,7 +597,7 @@ class Client:
             attempt += 1
             try:
                 await self._connect_once()
-            except (ConnectError, DisconnectedError, RemoteProtocolError) as exc:
+            except (ConnectError, DisconnectedError, RemoteProtocolError, AuthError) as exc:
                 log.info("reconnect attempt %d failed: %s", attempt, exc)
                 continue
             return
@@ -494,7 +622,6 @@ class Client:
 
     def _event_message(self, event: MessageReceived) -> None:
         p = event.publish
-        props = p.properties
         message = Message(
             p.topic,
             bytes(p.payload),
@@ -502,10 +629,17 @@ class Client:
             p.retain,
             dup=p.dup,
             packet_id=p.packet_id,
-            properties=props,
+            properties=p.properties,
             ack=self._ack_callback() if self._manual_ack and p.qos else None,
         )
-        if props.correlation_data is not None and p.topic == self._response_topic:
+        if self._durable is not None:
+            self._durable.receive(message, self._manual_ack)
+        else:
+            self._deliver(message)
+
+    def _deliver(self, message: Message) -> None:
+        props = message.properties
+        if props.correlation_data is not None and message.topic == self._response_topic:
             fut = self._responses.pop(props.correlation_data, None)
             if fut is not None and not fut.done():
                 fut.set_result(message)
@@ -514,9 +648,22 @@ class Client:
         self._router.route(message)
 
     def _event_published(self, event: PublishAcked) -> None:
-        fut = self._pub_futures.pop(event.packet_id, None)
+        pid = event.packet_id
+        if self._durable is not None:
+            self._durable.acked(pid)
+        fut = self._pub_futures.pop(pid, None)
         if fut is not None and not fut.done():
             fut.set_result(event)
+        if self._idle_waiters and self._idle():
+            self._wake_idle()
+
+    def _event_pubrec(self, event: PubRecReceived) -> None:
+        if self._durable is not None:
+            self._durable.pubrec(event.packet_id)
+
+    def _event_pubrel(self, event: PubRelReceived) -> None:
+        if self._durable is not None:
+            self._durable.released(event.packet_id)
 
     def _event_subscribed(self, event: SubscribeAcked | UnsubscribeAcked) -> None:
         fut = self._req_futures.pop(event.packet_id, None)
@@ -526,8 +673,107 @@ class Client:
     def _event_pong(self, event: PongReceived) -> None:
         log.debug("PINGRESP")
 
+    # -- enhanced authentication ----------------------------------------------------------------
+
     def _event_auth(self, event: AuthReceived) -> None:
-        log.warning("ignoring AUTH from the server: enhanced authentication is not supported")
+        if self._auth is None:  # a method set through properties=, without an authenticator
+            self._auth_failed(AuthError(message="the server asked for more authentication data"))
+        else:
+            self._auth.on_auth(event.auth)
+
+    def _auth_failed(self, error: AuthError) -> None:
+        """The exchange failed on our side (the server is not who it claims, or a bug): close."""
+        waiter = self._connack_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+            waiter.exception()
+        self._disconnect_error = DisconnectedError(error.reason_code, error.message)
+        conn = self._conn
+        if conn is not None:
+            if self._proto.is_connected:
+                # [MQTT-4.12.1-2]: DISCONNECT with a reason (Not authorized is the server's).
+                conn.write(self._proto.disconnect(ReasonCode.UNSPECIFIED_ERROR))
+            conn.close()
+
+    async def reauthenticate(self, *, timeout: float | None = None) -> None:
+        """Re-authenticate on the live connection (MQTT 5 AUTH, Re-authenticate 0x19).
+
+        Starts a new exchange with the authenticator's ``initial()`` data; returns once the
+        server answered AUTH Success (and ``complete`` accepted it).
+
+        Raises:
+            LocalProtocolError: no enhanced authentication, not connected, or one in progress.
+            AuthError: the authenticator rejected the server.
+            DisconnectedError: the server refused (it disconnects) or the connection ended.
+        """
+        exchange = self._auth
+        if exchange is None:
+            raise LocalProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "re-authentication needs auth_method and authenticator"
+            )  # [MQTT-4.12.0-7]
+        async with asyncio.timeout(timeout):
+            data = await exchange.initial_data()
+            if self._state != _CONNECTED or self._conn is None:
+                raise self._closed_error()
+            await exchange.reauthenticate(data)
+
+    # -- durable sessions -----------------------------------------------------------------------
+
+    def _store_failed(self, error: StoreError) -> None:
+        """A commit failed: the durable session cannot be kept; stop the client."""
+        log.error("the session store failed; closing the client: %s", error)
+        closed = DisconnectedError(message=f"session store failed: {error}")
+        closed.__cause__ = error
+        self._disconnect_error = closed
+        previous = self._state
+        self._state = _CLOSED
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None:
+            task.cancel()
+        self._cancel_timer()
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
+        self._fail_all(closed)
+        if previous == _CONNECTED:
+            for handler in self._disconnected_handlers:
+                self._router.call(handler, closed)
+
+    def _dropped(self, item: Queued) -> None:
+        """The offline queue dropped ``item`` (policy drop_oldest): the store forgets it."""
+        if item.seq is not None and self._durable is not None:
+            self._durable.dropped(item.seq)
+
+    def _write(self, data: bytes) -> None:
+        conn = self._conn
+        if data and conn is not None:
+            conn.write(data)
+
+    def _idle(self) -> bool:
+        return not self._proto.inflight and not self._offline
+
+    def _wake_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_published(self, timeout: float | None = None) -> None:
+        """Wait until no outgoing QoS 1/2 message is left unacknowledged (or queued).
+
+        Messages resumed from a session store have no caller awaiting them: this is how to know
+        they went through.
+
+        Raises:
+            DisconnectedError: the client closed first.
+        """
+        async with asyncio.timeout(timeout):
+            while not self._idle():
+                if self._state in (_NEW, _CLOSED):
+                    raise self._closed_error()
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._idle_waiters.append(waiter)
+                await waiter
 
     def _event_disconnected(self, event: Disconnected) -> None:
         if event.error is not None:
@@ -556,6 +802,8 @@ class Client:
                 if conn is None or proto.epoch != epoch:
                     return  # the server will deliver it again on the next connection
                 conn.write(proto.ack(message.packet_id, reason_code))
+                if self._durable is not None:
+                    self._durable.acknowledged(message.packet_id)
 
             try:
                 running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -608,6 +856,58 @@ class Client:
 
     # -- publishing -----------------------------------------------------------------------------
 
+    @overload
+    async def publish(
+        self,
+        topic: str,
+        payload: PayloadType = b"",
+        qos: _QoS0 = 0,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        message_expiry_interval: int | None = None,
+        content_type: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    @overload
+    async def publish(
+        self,
+        topic: str,
+        payload: PayloadType,
+        qos: _QoS12,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        message_expiry_interval: int | None = None,
+        content_type: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ReasonCode: ...
+
+    @overload
+    async def publish(
+        self,
+        topic: str,
+        payload: PayloadType = b"",
+        *,
+        qos: _QoS12,
+        retain: bool = False,
+        properties: Properties | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        message_expiry_interval: int | None = None,
+        content_type: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ReasonCode: ...
+
+    @overload
     async def publish(
         self,
         topic: str,
@@ -622,11 +922,29 @@ class Client:
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
         timeout: float | None = None,
-    ) -> ReasonCode:
+    ) -> ReasonCode | None: ...
+
+    async def publish(
+        self,
+        topic: str,
+        payload: PayloadType = b"",
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        message_expiry_interval: int | None = None,
+        content_type: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ReasonCode | None:
         """Publish a message and wait until the server acknowledged it.
 
-        QoS 0 returns once the bytes are handed to the transport; QoS 1 once PUBACK arrived;
-        QoS 2 once PUBCOMP arrived. While reconnecting the message waits in the offline queue.
+        QoS 0 returns ``None`` once the bytes are handed to the transport; QoS 1 returns once
+        PUBACK arrived, QoS 2 once PUBCOMP arrived. While reconnecting the message waits in the
+        offline queue. With a session store, a QoS 1/2 message is in the store before its
+        PUBLISH is written.
 
         Args:
             topic: the topic name.
@@ -642,7 +960,8 @@ class Client:
             timeout: seconds to wait for the acknowledgement (the message stays in flight).
 
         Returns:
-            The reason code of the acknowledgement (e.g. ``NO_MATCHING_SUBSCRIBERS``).
+            QoS 1/2: the reason code of the acknowledgement (e.g. ``NO_MATCHING_SUBSCRIBERS``);
+            QoS 0: ``None``.
 
         Raises:
             NegativeAckError: the server refused the message (a failure reason code).
@@ -675,12 +994,16 @@ class Client:
                     fut = self._send_publish(conn, topic, data, qos, retain, props)
                     if fut is None:
                         await conn.drain()
-                        return ReasonCode.SUCCESS
+                        return None
                     break
                 if state in (_NEW, _CLOSED):
                     raise self._closed_error()
-                queued = await self._offline.put(topic, data, qos, retain, props)
+                durable = self._durable
+                seq = durable.new_seq() if durable is not None and qos else None
+                queued = await self._offline.put(topic, data, qos, retain, props, seq)
                 if queued is not None:
+                    if durable is not None and seq is not None:
+                        durable.queued(seq, topic, data, qos, retain, props)
                     fut = queued
                     break
             ack = await fut
@@ -699,26 +1022,37 @@ class Client:
         retain: bool,
         props: Properties,
     ) -> asyncio.Future[PublishAcked] | None:
-        pid, data = self._proto.publish(topic, payload, qos, retain, props)
-        conn.write(data)
-        if not qos:
-            return None
+        if self._durable is not None and qos:
+            pid = self._durable.publish(topic, payload, qos, retain, props)  # sent once stored
+        else:
+            pid, data = self._proto.publish(topic, payload, qos, retain, props)
+            conn.write(data)
+            if not qos:
+                return None
         fut: asyncio.Future[PublishAcked] = asyncio.get_running_loop().create_future()
         self._pub_futures[pid] = fut
         return fut
 
     def _flush_offline(self, conn: Connection) -> None:
+        durable = self._durable
         for item in self._offline.drain():
+            seq = item.seq
             try:
                 pid, data = self._proto.publish(
-                    item.topic, item.payload, item.qos, item.retain, item.properties
+                    item.topic, item.payload, item.qos, item.retain, item.properties, tag=seq or 0
                 )
             except LocalProtocolError as exc:
                 fail_future(item.future, exc)
+                if durable is not None and seq is not None:
+                    durable.dropped(seq)
                 continue
-            conn.write(data)
+            if durable is not None and seq is not None:
+                durable.sent(seq, pid)  # sent once stored
+            else:
+                conn.write(data)
             if item.qos:
-                self._pub_futures[pid] = item.future
+                if not item.future.done():
+                    self._pub_futures[pid] = item.future
             else:
                 item.future.set_result(PublishAcked(0))
         self._offline.wake()
@@ -906,7 +1240,7 @@ class Client:
 
     async def respond(
         self, request: Message, payload: PayloadType = b"", *, qos: int | None = None
-    ) -> ReasonCode:
+    ) -> ReasonCode | None:
         """Publish the response to ``request`` on its Response Topic with its Correlation Data."""
         topic = request.properties.response_topic
         if not topic:
@@ -967,10 +1301,14 @@ class Client:
         if self._conn is not None:  # connection_lost not run (yet): end it here
             self._conn = None
             self._fail_requests(self._proto.connection_lost(), DisconnectedError())
+        if self._durable is not None:
+            await self._durable.flush()  # what waits for the store runs before the end
         await self._router.close()
         error = DisconnectedError(reason_code, "the client disconnected")
         self._disconnect_error = error
         self._fail_all(error, end_streams=False)
+        if self._durable is not None:
+            await self._durable.close()
         self._connected_event.clear()
         if previous == _CONNECTED:
             for handler in self._disconnected_handlers:
@@ -989,6 +1327,11 @@ class Client:
         for fut in pending:
             fail_future(fut, error)
         self._offline.fail(error)
+        if self._auth is not None:
+            self._auth.abandon(error)
+        if self._durable is not None:
+            self._durable.clear_inbox()
+        self._wake_idle()
         self._connected_event.set()  # wake wait_connected() so it sees the closed state
         self._connected_event.clear()
         self._router.finish(error if end_streams else None)
@@ -1004,4 +1347,6 @@ _EVENT_HANDLERS: Final[dict[type, Callable[[Client, Any], None]]] = {
     PongReceived: Client._event_pong,
     AuthReceived: Client._event_auth,
     Disconnected: Client._event_disconnected,
+    PubRecReceived: Client._event_pubrec,
+    PubRelReceived: Client._event_pubrel,
 }

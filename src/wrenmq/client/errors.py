@@ -5,7 +5,7 @@ from __future__ import annotations
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import MQTTError, WrenError
 
-__all__ = ["DisconnectedError", "OfflineQueueFull"]
+__all__ = ["DisconnectedError", "OfflineQueueFull", "StoreError"]
 
 
 class DisconnectedError(MQTTError):
@@ -24,3 +24,11 @@ class DisconnectedError(MQTTError):
 class OfflineQueueFull(WrenError):
     """The offline queue is full (policy ``"raise"``), or dropped this message
     (policy ``"drop_oldest"``)."""
+
+
+class StoreError(WrenError):
+    """A client session store cannot be opened, read or written.
+
+    A client whose store fails stops (its pending calls fail with a ``DisconnectedError`` caused
+    by this one): it no longer keeps what a durable session promises.
+    """

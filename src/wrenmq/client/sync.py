@@ -20,7 +20,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from wrenmq.client.client import Client as AsyncClient
 from wrenmq.client.client import MessageHandler, PayloadType, SubscribeTarget
@@ -29,6 +29,7 @@ from wrenmq.client.message import Message, Messages, MessageStream
 from wrenmq.codec.packets import ConnAck
 from wrenmq.codec.properties import Properties
 from wrenmq.codec.reason_codes import ReasonCode
+from wrenmq.codec.types import QoS
 
 if TYPE_CHECKING:
     from typing import Self
@@ -107,6 +108,33 @@ class Client:
             self._thread.join(10)
             self._loop.close()
 
+    @overload
+    def publish(
+        self,
+        topic: str,
+        payload: PayloadType = b"",
+        qos: Literal[0, QoS.AT_MOST_ONCE] = 0,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None: ...
+
+    @overload
+    def publish(
+        self,
+        topic: str,
+        payload: PayloadType,
+        qos: Literal[1, 2, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE],
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> ReasonCode: ...
+
+    @overload
     def publish(
         self,
         topic: str,
@@ -117,8 +145,20 @@ class Client:
         properties: Properties | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> ReasonCode:
-        """Publish and block until acknowledged; see ``wrenmq.client.Client.publish``."""
+    ) -> ReasonCode | None: ...
+
+    def publish(
+        self,
+        topic: str,
+        payload: PayloadType = b"",
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> ReasonCode | None:
+        """Publish and block until acknowledged (QoS 0: ``None``); see ``Client.publish``."""
         return self._run(
             self._client.publish(
                 topic, payload, qos, retain, properties=properties, timeout=timeout, **kwargs
@@ -140,11 +180,21 @@ class Client:
         """Unsubscribe; see ``wrenmq.client.Client.unsubscribe``."""
         return self._run(self._client.unsubscribe(topic_filter, **kwargs))
 
+    def wait_published(self, timeout: float | None = None) -> None:
+        """Block until no QoS 1/2 message is left to acknowledge; see ``Client.wait_published``."""
+        self._run(self._client.wait_published(timeout))
+
+    def reauthenticate(self, timeout: float | None = None) -> None:
+        """Re-authenticate (MQTT 5 enhanced authentication); see ``Client.reauthenticate``."""
+        self._run(self._client.reauthenticate(timeout=timeout))
+
     def request(self, topic: str, payload: PayloadType = b"", **kwargs: Any) -> Message:
         """Send a request and block for the response; see ``Client.request``."""
         return self._run(self._client.request(topic, payload, **kwargs))
 
-    def respond(self, request: Message, payload: PayloadType = b"", **kwargs: Any) -> ReasonCode:
+    def respond(
+        self, request: Message, payload: PayloadType = b"", **kwargs: Any
+    ) -> ReasonCode | None:
         """Answer a request; see ``Client.respond``."""
         return self._run(self._client.respond(request, payload, **kwargs))
 

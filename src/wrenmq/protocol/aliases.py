@@ -2,7 +2,9 @@
 
 Both tables live for one network connection only [MQTT-3.3.2-7]. The outgoing side gives an alias
 to a topic the second time it is published (a topic used once does not spend one of the few
-aliases the server allows) and never reassigns an alias once given. Imports only from ``codec`` and
+aliases the server allows). Once every alias the server allows is given, the least recently used
+one is reassigned to the next topic published twice: the PUBLISH that carries the new topic name
+with the alias rebinds it at the server [MQTT-3.3.2-12]. Imports only from ``codec`` and
 ``errors``; no IO, no clock.
 """
 
@@ -25,11 +27,12 @@ class OutgoingAliases:
         maximum: the server's Topic Alias Maximum; 0 disables aliases [MQTT-3.3.2-9].
     """
 
-    __slots__ = ("_by_topic", "_next", "_seen", "_seen_max", "maximum")
+    __slots__ = ("_by_topic", "_free", "_next", "_seen", "_seen_max", "maximum")
 
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
-        self._by_topic: dict[str, int] = {}
+        self._by_topic: OrderedDict[str, int] = OrderedDict()  # least recently used first
+        self._free: list[int] = []  # aliases given back by forget()
         self._next = 1
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = maximum * SEEN_PER_ALIAS
@@ -38,12 +41,15 @@ class OutgoingAliases:
         """Return ``(alias, known)`` for a PUBLISH to ``topic``.
 
         ``alias`` is ``None`` when the topic goes out without one; ``known`` is True when the
-        server already knows the alias, so the topic name may be sent empty.
+        server already knows the alias, so the topic name may be sent empty. When ``known`` is
+        False the PUBLISH must carry the topic name, which (re)binds the alias.
         """
-        alias = self._by_topic.get(topic)
+        by_topic = self._by_topic
+        alias = by_topic.get(topic)
         if alias is not None:
+            by_topic.move_to_end(topic)
             return alias, True
-        if self._next > self.maximum:
+        if not self.maximum:
             return None, False
         seen = self._seen
         if topic not in seen:
@@ -52,14 +58,25 @@ class OutgoingAliases:
                 seen.popitem(last=False)
             return None, False
         del seen[topic]
-        alias = self._next
-        self._next += 1
-        self._by_topic[topic] = alias
+        if self._free:
+            alias = self._free.pop()
+        elif self._next <= self.maximum:
+            alias = self._next
+            self._next += 1
+        else:
+            _, alias = by_topic.popitem(last=False)  # reassign the least recently used alias
+        by_topic[topic] = alias
         return alias, False
 
     def forget(self, topic: str) -> None:
-        """Drop the alias of ``topic`` (its establishing PUBLISH was not sent after all)."""
-        self._by_topic.pop(topic, None)
+        """Drop the alias of ``topic`` (its establishing PUBLISH was not sent after all).
+
+        The alias is free again; the server may still bind it to an older topic, which the next
+        PUBLISH that uses it replaces, since that one carries the topic name.
+        """
+        alias = self._by_topic.pop(topic, None)
+        if alias is not None:
+            self._free.append(alias)
 
 
 class IncomingAliases:

@@ -25,8 +25,21 @@ Manual acknowledgement (``manual_ack=True``): the PUBACK / PUBREC of an incoming
 produced only by ``ack(packet_id)``. A QoS 2 message not yet acknowledged when the connection
 drops is forgotten, so the server's resend is delivered again rather than deduplicated.
 
+Durable sessions (``durable=True``): the IO layer keeps the session in a store, and what goes on
+the wire waits for it (see ``session.py``): a QoS 1/2 PUBLISH for ``mark_stored``, a PUBREL for
+``pubrel_stored`` (after the ``PubRecReceived`` event), the PUBREC of a new incoming QoS 2 message
+(reported by ``MessageReceived`` as usual) for ``incoming_stored``, its PUBCOMP for
+``incoming_released`` (after ``PubRelReceived``). ``restore()`` loads a stored session before the
+first ``connect()``.
+
+Enhanced authentication (MQTT 5, section 4.12): with an Authentication Method among the CONNECT
+properties, ``connect(authentication_data=...)`` starts the exchange, the server's AUTH packets are
+checked (method, reason code, state) and reported as ``AuthReceived``, ``auth_continue()`` answers
+them, and ``reauthenticate()`` starts a re-authentication once connected.
+
 Why past ~600 lines: this is the whole public surface of a client connection, one documented
-method per verb plus the per-state packet table; the QoS state machine lives in ``session.py``,
+method per verb (durable-session and enhanced-authentication ones included) plus the per-state
+packet table; the QoS state machine lives in ``session.py``,
 keep alive in ``keepalive.py`` and topic aliases in ``aliases.py``.
 
 Imports only from ``codec``, ``errors`` and sibling ``protocol`` modules; no IO, no clock.
@@ -79,11 +92,13 @@ from wrenmq.protocol.events import (
     MessageReceived,
     PongReceived,
     PublishAcked,
+    PubRecReceived,
+    PubRelReceived,
     SubscribeAcked,
     UnsubscribeAcked,
 )
 from wrenmq.protocol.keepalive import KeepAlive, KeepAliveAction
-from wrenmq.protocol.session import ClientSession, Outgoing
+from wrenmq.protocol.session import ACKED, AWAIT_COMP, ClientSession, Outgoing
 
 __all__ = ["ClientProtocol", "ConnectionState"]
 
@@ -143,6 +158,8 @@ class ClientProtocol:
             User Properties on failures.
         connect_properties: further MQTT 5 CONNECT properties (user properties, authentication
             method and data); the arguments above override what they also set.
+        durable: the IO layer keeps the session in a store; outgoing QoS 1/2 messages, PUBREL,
+            and the PUBREC and PUBCOMP of incoming QoS 2 messages wait for it (module docstring).
     """
 
     def __init__(
@@ -165,6 +182,7 @@ class ClientProtocol:
         request_response_information: bool = False,
         request_problem_information: bool = True,
         connect_properties: Properties = NO_PROPERTIES,
+        durable: bool = False,
     ) -> None:
         if version not in (3, 4, 5):
             raise LocalProtocolError(
@@ -195,6 +213,12 @@ class ClientProtocol:
         self.request_response_information = request_response_information
         self.request_problem_information = request_problem_information
         self.connect_properties = connect_properties
+        self.durable = durable
+        #: The MQTT 5 Authentication Method of enhanced authentication, or ``None``.
+        self.authentication_method = (
+            connect_properties.authentication_method if version == 5 else None
+        )
+        self._reauthenticating = False
 
         self.state = ConnectionState.DISCONNECTED
         #: Counts network connections; a message's acknowledgement is only valid in its epoch.
@@ -202,7 +226,7 @@ class ClientProtocol:
         self._connects = 0
         self._sent_clean_start = clean_start
         self._out: list[bytes] = []
-        self.session = ClientSession(manual_ack=manual_ack)
+        self.session = ClientSession(manual_ack=manual_ack, durable=durable)
         # Connection state: reset by connect().
         self._requests: dict[int, tuple[int, int]] = {}  # packet id -> (kind, filter count)
         self._decoder = StreamDecoder(version=version)
@@ -244,13 +268,17 @@ class ClientProtocol:
 
     # -- connection lifecycle -------------------------------------------------------------------
 
-    def connect(self, *, clean_start: bool | None = None) -> bytes:
+    def connect(
+        self, *, clean_start: bool | None = None, authentication_data: bytes | None = None
+    ) -> bytes:
         """Start a new network connection: return the CONNECT packet.
 
         Args:
             clean_start: override the Clean Start flag. By default the first CONNECT uses the
                 constructor's value and reconnects ask to resume the session whenever the server
                 may still hold one (MQTT 5 with a Session Expiry, or 3.x without Clean Session).
+            authentication_data: MQTT 5 Authentication Data for this CONNECT (enhanced
+                authentication: each connection starts a new exchange).
         """
         if self.state != ConnectionState.DISCONNECTED:
             raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "already connected")
@@ -273,7 +301,7 @@ class ClientProtocol:
             username=self.username,
             password=self.password,
             will=self.will,
-            properties=self._connect_properties(),
+            properties=self._connect_properties(authentication_data),
         )
         data = encode(packet, self.version)
         self._connects += 1
@@ -282,10 +310,16 @@ class ClientProtocol:
         self.state = ConnectionState.CONNECTING
         return data
 
-    def _connect_properties(self) -> Properties:
+    def _connect_properties(self, authentication_data: bytes | None = None) -> Properties:
         if self.version != 5:
             return NO_PROPERTIES
         fields: dict[str, Any] = {}
+        if authentication_data is not None:
+            if self.authentication_method is None:
+                raise LocalProtocolError(
+                    ReasonCode.PROTOCOL_ERROR, "authentication data without a method"
+                )  # [MQTT-3.1.2-28]
+            fields["authentication_data"] = authentication_data
         if self.session_expiry:
             fields["session_expiry_interval"] = self.session_expiry
         if self.receive_maximum != MAX_RECEIVE:
@@ -305,6 +339,7 @@ class ClientProtocol:
     def _start_connection(self) -> None:
         self._out = []
         self._requests = {}
+        self._reauthenticating = False
         self._decoder = StreamDecoder(
             version=self.version, max_packet_size=self.maximum_packet_size or MAX_PACKET_SIZE
         )
@@ -411,8 +446,12 @@ class ClientProtocol:
         qos: int = 0,
         retain: bool = False,
         properties: Properties = NO_PROPERTIES,
+        *,
+        tag: int = 0,
     ) -> tuple[int, bytes]:
         """Publish an application message.
+
+        In a durable session a QoS 1/2 message is held until ``mark_stored(packet_id, tag)``.
 
         Returns:
             ``(packet_id, data)``: ``packet_id`` is 0 for QoS 0; ``data`` is empty when the
@@ -456,7 +495,7 @@ class ClientProtocol:
         packet = Publish(topic, payload, qos, retain, False, pid, properties)
         data = encode(packet, self.version)
         self._check_size(data)
-        entry = Outgoing(packet, data)
+        entry = Outgoing(packet, data, stored=not self.durable, tag=tag)
         if self.session.add(entry):
             return pid, self._encode_entry(entry)
         return pid, b""
@@ -493,6 +532,73 @@ class ClientProtocol:
         out = self._out
         for entry in self.session.releasable():
             out.append(self._encode_entry(entry))
+
+    # -- durable sessions -----------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the server lost the session; tags incoming QoS 2 store writes."""
+        return self.session.generation
+
+    def restore(
+        self,
+        outgoing: Sequence[tuple[Publish, int, bool]],
+        incoming_qos2: Sequence[int],
+        next_packet_id: int,
+    ) -> None:
+        """Load a stored session (before connecting): replaces the session state.
+
+        Args:
+            outgoing: ``(publish, tag, pubrec_received)`` per unfinished QoS 1/2 message, in
+                publishing order, each with its packet id; they count as sent before (DUP on a
+                resend); those whose PUBREC arrived get their PUBREL repeated instead.
+            incoming_qos2: ids of incoming QoS 2 messages delivered and not yet released.
+            next_packet_id: where the packet id allocator resumes.
+        """
+        if self.state != ConnectionState.DISCONNECTED:
+            raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "restore() while connected")
+        session = ClientSession(manual_ack=self.manual_ack, durable=self.durable)
+        for p, tag, released in outgoing:
+            pid = p.packet_id
+            if p.qos not in (1, 2) or not 0 < pid <= 0xFFFF:
+                raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, f"cannot restore {p!r}")
+            if released and p.qos == 2:
+                entry = Outgoing(Publish(p.topic, b"", 2, packet_id=pid), b"", tag=tag)
+                entry.state = AWAIT_COMP
+            else:
+                entry = Outgoing(p, encode(p, self.version), tag=tag)
+            entry.sent_before = True
+            session.outgoing[pid] = entry
+        session.qos2_in = dict.fromkeys(incoming_qos2, ACKED)
+        session.next_packet_id = next_packet_id
+        self.session = session
+
+    def mark_stored(self, packet_id: int, tag: int) -> bytes:
+        """The store holds outgoing message ``packet_id``: return what may go out now."""
+        if not self.session.mark_stored(packet_id, tag) or not self.is_connected:
+            return b""
+        return b"".join(self._encode_entry(entry) for entry in self.session.releasable())
+
+    def pubrel_stored(self, packet_id: int, tag: int) -> bytes:
+        """The store holds the PUBREC of outgoing message ``packet_id``: return its PUBREL."""
+        pubrel = self.session.pubrel_stored(packet_id, tag)
+        if pubrel is None or not self.is_connected:
+            return b""
+        return encode(pubrel, self.version)
+
+    def incoming_stored(self, packet_id: int, generation: int) -> bytes:
+        """The store holds incoming QoS 2 id ``packet_id``: return its PUBREC."""
+        pubrec = self.session.incoming_stored(packet_id, generation)
+        if pubrec is None or not self.is_connected:
+            return b""
+        return encode(pubrec, self.version)
+
+    def incoming_released(self, packet_id: int, generation: int) -> bytes:
+        """The store forgot incoming QoS 2 id ``packet_id``: return its PUBCOMP."""
+        pubcomp = self.session.incoming_released(packet_id, generation)
+        if pubcomp is None or not self.is_connected:
+            return b""
+        return encode(pubcomp, self.version)
 
     def subscribe(
         self, subscriptions: Sequence[Subscription], properties: Properties = NO_PROPERTIES
@@ -562,15 +668,41 @@ class ClientProtocol:
         self._requests[pid] = (_UNSUBSCRIBE, len(topic_filters))
         return pid, data
 
-    def auth(
-        self,
-        reason_code: ReasonCode = ReasonCode.CONTINUE_AUTHENTICATION,
-        properties: Properties = NO_PROPERTIES,
-    ) -> bytes:
-        """Return an AUTH packet (MQTT 5 enhanced authentication)."""
-        if self.state not in (ConnectionState.CONNECTING, ConnectionState.CONNECTED):
-            raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "not connected")
-        return encode(Auth(reason_code, properties), self.version)
+    def _auth(self, reason_code: ReasonCode, data: bytes | None) -> bytes:
+        method = self.authentication_method
+        if method is None:
+            raise LocalProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "AUTH needs an authentication method in CONNECT"
+            )  # [MQTT-4.12.0-7]
+        props = Properties(authentication_method=method, authentication_data=data)
+        return encode(Auth(reason_code, props), self.version)
+
+    def auth_continue(self, data: bytes | None) -> bytes:
+        """Answer the server's AUTH (Continue authentication) with ``data``: an AUTH 0x18."""
+        if not (
+            self.state == ConnectionState.CONNECTING
+            or (self.state == ConnectionState.CONNECTED and self._reauthenticating)
+        ):
+            raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "no authentication in progress")
+        return self._auth(ReasonCode.CONTINUE_AUTHENTICATION, data)
+
+    def reauthenticate(self, data: bytes | None) -> bytes:
+        """Start a re-authentication with ``data``: an AUTH 0x19 [MQTT-4.12.1-1].
+
+        The server answers with AUTH (Continue authentication, then Success) or, if it fails,
+        DISCONNECT [MQTT-4.12.1-2].
+        """
+        self._require_connected()
+        if self._reauthenticating:
+            raise LocalProtocolError(ReasonCode.PROTOCOL_ERROR, "re-authentication in progress")
+        data_out = self._auth(ReasonCode.RE_AUTHENTICATE, data)
+        self._reauthenticating = True
+        return data_out
+
+    @property
+    def reauthenticating(self) -> bool:
+        """Whether a re-authentication started and the server has not confirmed it yet."""
+        return self._reauthenticating
 
     def ack(self, packet_id: int, reason_code: ReasonCode = ReasonCode.SUCCESS) -> bytes:
         """Acknowledge an incoming QoS 1/2 message in manual-ack mode.
@@ -631,6 +763,14 @@ class ClientProtocol:
                 ReasonCode.PROTOCOL_ERROR, "session present after a clean start"
             )  # [MQTT-3.2.2-4]
         props = p.properties
+        if (
+            self.authentication_method is not None
+            and props.authentication_method is not None
+            and props.authentication_method != self.authentication_method
+        ):
+            raise RemoteProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "CONNACK has another authentication method"
+            )  # [MQTT-4.12.0-5]
         if props is not NO_PROPERTIES:
             self._apply_connack_properties(props)
         self.state = ConnectionState.CONNECTED
@@ -682,9 +822,14 @@ class ClientProtocol:
         self._acked(self.session.puback(p), events)
 
     def _handle_pubrec(self, p: PubRec, events: list[Event]) -> None:
-        pubrel, done = self.session.pubrec(p)
+        session = self.session
+        entry = session.outgoing.get(p.packet_id)
+        awaiting = entry is not None and entry.state != AWAIT_COMP
+        pubrel, done = session.pubrec(p)
         if pubrel is not None:
             self._out.append(encode(pubrel, self.version))
+        elif awaiting and entry is not None and not entry.rel_stored:
+            events.append(PubRecReceived(p.packet_id))
         self._acked(done, events)
 
     def _handle_pubcomp(self, p: PubComp, events: list[Event]) -> None:
@@ -702,7 +847,11 @@ class ClientProtocol:
             events.append(MessageReceived(p))
 
     def _handle_pubrel(self, p: PubRel, events: list[Event]) -> None:
-        self._out.append(encode(self.session.pubrel(p), self.version))
+        pubcomp, store = self.session.pubrel(p)
+        if pubcomp is not None:
+            self._out.append(encode(pubcomp, self.version))
+        elif store:
+            events.append(PubRelReceived(p.packet_id))
 
     def _handle_suback(self, p: SubAck, events: list[Event]) -> None:
         request = self._requests.get(p.packet_id)
@@ -736,6 +885,29 @@ class ClientProtocol:
         events.append(Disconnected(p.reason_code, p.properties, by_server=True))
 
     def _handle_auth(self, p: Auth, events: list[Event]) -> None:
+        method = self.authentication_method
+        if method is None:
+            raise RemoteProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method in CONNECT"
+            )  # [MQTT-4.12.0-6]
+        if p.properties.authentication_method != method:
+            raise RemoteProtocolError(
+                ReasonCode.PROTOCOL_ERROR, "AUTH with another authentication method"
+            )  # [MQTT-4.12.0-5]
+        code = p.reason_code
+        if self.state == ConnectionState.CONNECTING:
+            allowed = code == ReasonCode.CONTINUE_AUTHENTICATION  # [MQTT-4.12.0-2]
+        else:
+            allowed = self._reauthenticating and code in (
+                ReasonCode.CONTINUE_AUTHENTICATION,
+                ReasonCode.SUCCESS,
+            )
+        if not allowed:
+            raise RemoteProtocolError(
+                ReasonCode.PROTOCOL_ERROR, f"AUTH {code.spec_name} in state {self.state.name}"
+            )
+        if code == ReasonCode.SUCCESS:
+            self._reauthenticating = False
         events.append(AuthReceived(p))
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "Event",
     "MessageReceived",
     "PongReceived",
+    "PubRecReceived",
+    "PubRelReceived",
     "PublishAcked",
     "SubscribeAcked",
     "UnsubscribeAcked",
@@ -72,6 +74,26 @@ class PublishAcked:
 
 
 @dataclass(frozen=True, slots=True)
+class PubRecReceived:
+    """Durable sessions only: the server has outgoing QoS 2 message ``packet_id`` (PUBREC).
+
+    Store that, then call ``ClientProtocol.pubrel_stored`` for the PUBREL [MQTT-4.3.3-6].
+    """
+
+    packet_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PubRelReceived:
+    """Durable sessions only: the server released incoming QoS 2 message ``packet_id``.
+
+    Remove the id from the store, then call ``ClientProtocol.incoming_released`` for the PUBCOMP.
+    """
+
+    packet_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribeAcked:
     """A SUBACK: one reason code (granted QoS or failure) per requested filter."""
 
@@ -117,5 +139,6 @@ class Disconnected:
 
 Event = (
     Connected | ConnectionRefused | MessageReceived | PublishAcked | SubscribeAcked
-    | UnsubscribeAcked | PongReceived | AuthReceived | Disconnected
+    | UnsubscribeAcked | PongReceived | AuthReceived | Disconnected | PubRecReceived
+    | PubRelReceived
 )  # fmt: skip

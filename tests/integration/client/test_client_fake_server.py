@@ -2,12 +2,17 @@
 
 The server is a plain ``asyncio`` stream server on an ephemeral loopback port that answers CONNECT
 with hand-written CONNACK bytes and then does what each test says (stay silent, send garbage,
-send DISCONNECT). Also the cancellation tests: a cancelled wait never loses a message.
+send DISCONNECT). Also the cancellation tests: a cancelled wait never loses a message. And MQTT 5
+enhanced authentication against a scripted SCRAM-SHA-256 server (its side computed here from RFC
+5802, independently of ``wrenmq.client.scram``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -15,8 +20,11 @@ import pytest
 from clientbrokers import eventually
 
 from wrenmq.client import Client, DisconnectedError
+from wrenmq.client.scram import ScramSha256Authenticator
+from wrenmq.codec.decode import StreamDecoder
+from wrenmq.codec.packets import Auth, Connect, Disconnect, Packet
 from wrenmq.codec.reason_codes import ReasonCode
-from wrenmq.errors import ConnectError
+from wrenmq.errors import AuthError, ConfigError, ConnectError, LocalProtocolError
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -163,3 +171,216 @@ async def test_connect_timeout() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- MQTT 5 enhanced authentication against a scripted SCRAM-SHA-256 server ------------------------
+
+SALT = b"0123456789abcdef"
+ITERATIONS = 4096
+
+
+def auth_props(method: str, data: bytes) -> bytes:
+    m = method.encode()
+    body = bytes([0x15]) + len(m).to_bytes(2, "big") + m
+    body += bytes([0x16]) + len(data).to_bytes(2, "big") + data
+    return bytes([len(body)]) + body
+
+
+def auth_packet(code: int, data: bytes) -> bytes:
+    body = bytes([code]) + auth_props("SCRAM-SHA-256", data)
+    return bytes([0xF0, len(body)]) + body
+
+
+def connack_with(code: int, data: bytes | None) -> bytes:
+    props = auth_props("SCRAM-SHA-256", data) if data is not None else b"\x00"
+    body = bytes([0, code]) + props
+    return bytes([0x20, len(body)]) + body
+
+
+class ScramServer:
+    """The server side of SCRAM-SHA-256, just enough to script a broker (RFC 5802 section 3)."""
+
+    def __init__(self, password: str, *, forge_signature: bool = False) -> None:
+        self.salted = hashlib.pbkdf2_hmac("sha256", password.encode(), SALT, ITERATIONS)
+        self.forge = forge_signature
+
+    def first(self, client_first: bytes) -> bytes:
+        assert client_first.startswith(b"n,,")
+        self.client_first_bare = client_first[3:].decode()
+        nonce = self.client_first_bare.split("r=", 1)[1]
+        self.nonce = nonce + "SERVERNONCE"
+        self.server_first = f"r={self.nonce},s={base64.b64encode(SALT).decode()},i={ITERATIONS}"
+        return self.server_first.encode()
+
+    def final(self, client_final: bytes) -> bytes | None:
+        """The server-final-message, or None if the proof is wrong."""
+        without_proof, _, proof = client_final.decode().rpartition(",p=")
+        assert without_proof == f"c=biws,r={self.nonce}"
+        auth_message = f"{self.client_first_bare},{self.server_first},{without_proof}".encode()
+        client_key = hmac.new(self.salted, b"Client Key", "sha256").digest()
+        stored_key = hashlib.sha256(client_key).digest()
+        signature = hmac.new(stored_key, auth_message, "sha256").digest()
+        expected = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        if base64.b64decode(proof) != expected:
+            return None
+        server_key = hmac.new(self.salted, b"Server Key", "sha256").digest()
+        verifier = hmac.new(server_key, auth_message, "sha256").digest()
+        if self.forge:
+            verifier = bytes(32)
+        return b"v=" + base64.b64encode(verifier)
+
+
+async def next_packet(reader: asyncio.StreamReader, decoder: StreamDecoder) -> Packet:
+    """The client's next packet (decoded with our codec: this checks the flow, not the bytes)."""
+    while True:
+        data = await reader.read(4096)
+        if not data:
+            raise ConnectionError("the client closed the connection")
+        packets = decoder.feed(data)
+        if packets:
+            assert len(packets) == 1, packets
+            return packets[0]
+
+
+@pytest.fixture
+async def scram_server() -> AsyncIterator[tuple[int, list[str], dict[str, object]]]:
+    """A server speaking SCRAM with password "pencil"; the list records the exchange."""
+    log: list[str] = []
+    options: dict[str, object] = {"forge": False}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = StreamDecoder()
+        scram = ScramServer("pencil", forge_signature=bool(options["forge"]))
+        try:
+            connect = await next_packet(reader, decoder)
+            assert isinstance(connect, Connect)
+            assert connect.properties.authentication_method == "SCRAM-SHA-256"
+            data = connect.properties.authentication_data or b""
+            log.append("CONNECT")
+            writer.write(auth_packet(0x18, scram.first(data)))
+            answer = await next_packet(reader, decoder)
+            assert isinstance(answer, Auth) and answer.reason_code == 0x18
+            log.append("AUTH")
+            final = scram.final(answer.properties.authentication_data or b"")
+            writer.write(connack_with(0x00, final) if final else connack_with(0x87, None))
+            log.append("CONNACK" if final else "REFUSED")
+            if not final:
+                return
+            while True:
+                packet = await next_packet(reader, decoder)
+                if isinstance(packet, Auth) and packet.reason_code == 0x19:  # re-authenticate
+                    log.append("REAUTH")
+                    scram = ScramServer("pencil")
+                    writer.write(
+                        auth_packet(0x18, scram.first(packet.properties.authentication_data or b""))
+                    )
+                    answer = await next_packet(reader, decoder)
+                    assert isinstance(answer, Auth) and answer.reason_code == 0x18
+                    final = scram.final(answer.properties.authentication_data or b"")
+                    assert final is not None
+                    writer.write(auth_packet(0x00, final))
+                    log.append("REAUTH OK")
+                elif isinstance(packet, Disconnect):
+                    log.append(f"DISCONNECT {packet.reason_code:#x}")
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, AssertionError) as exc:
+            log.append(f"ended: {exc!r}")
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], log, options
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_scram_sha_256_connect_and_reauthenticate(
+    scram_server: tuple[int, list[str], dict[str, object]],
+) -> None:
+    port, log, _ = scram_server
+    async with Client(
+        "127.0.0.1",
+        port,
+        auth_method="SCRAM-SHA-256",
+        authenticator=ScramSha256Authenticator("user", "pencil"),
+    ) as client:
+        assert log == ["CONNECT", "AUTH", "CONNACK"]
+        await client.reauthenticate(timeout=5)
+        assert log[-2:] == ["REAUTH", "REAUTH OK"]
+        assert client.is_connected
+    await eventually(lambda: log[-1] == "DISCONNECT 0x0")
+
+
+async def test_scram_wrong_password_is_refused(
+    scram_server: tuple[int, list[str], dict[str, object]],
+) -> None:
+    port, log, _ = scram_server
+    client = Client(
+        "127.0.0.1",
+        port,
+        auth_method="SCRAM-SHA-256",
+        authenticator=ScramSha256Authenticator("user", "wrong"),
+    )
+    with pytest.raises(ConnectError) as err:
+        await client.connect()
+    assert err.value.reason_code == ReasonCode.NOT_AUTHORIZED
+    assert log[-1] == "REFUSED"
+
+
+async def test_scram_server_without_the_password_is_refused(
+    scram_server: tuple[int, list[str], dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
+    port, _, options = scram_server
+    options["forge"] = True  # CONNACK Success, but a server signature it could not compute
+    client = Client(
+        "127.0.0.1",
+        port,
+        auth_method="SCRAM-SHA-256",
+        authenticator=ScramSha256Authenticator("user", "pencil"),
+    )
+    with caplog.at_level(logging.WARNING, logger="wrenmq.client"), pytest.raises(AuthError):
+        await client.connect()
+    assert "wrong server signature" in caplog.text  # the expected WARNING
+    assert not client.is_connected
+
+
+class AsyncScram:
+    """An authenticator with coroutine methods (e.g. asking a vault for the password)."""
+
+    def __init__(self) -> None:
+        self.inner = ScramSha256Authenticator("user", "pencil")
+        self.calls: list[str] = []
+
+    async def initial(self) -> bytes:
+        await asyncio.sleep(0.01)
+        self.calls.append("initial")
+        return self.inner.initial()
+
+    async def challenge(self, data: bytes) -> bytes:
+        await asyncio.sleep(0.01)
+        self.calls.append("challenge")
+        return self.inner.challenge(data)
+
+    def complete(self, data: bytes | None) -> None:
+        self.calls.append("complete")
+        self.inner.complete(data)
+
+
+async def test_async_authenticator(
+    scram_server: tuple[int, list[str], dict[str, object]],
+) -> None:
+    port, _, _ = scram_server
+    auth = AsyncScram()
+    async with Client("127.0.0.1", port, auth_method="SCRAM-SHA-256", authenticator=auth):
+        assert auth.calls == ["initial", "challenge", "complete"]
+
+
+async def test_enhanced_auth_needs_mqtt5_and_both_arguments() -> None:
+    with pytest.raises(ConfigError):
+        Client("h", auth_method="SCRAM-SHA-256")
+    with pytest.raises(ConfigError):
+        Client("h", version=4, auth_method="X", authenticator=ScramSha256Authenticator("u", "p"))
+    with pytest.raises(LocalProtocolError):
+        await Client("h").reauthenticate()
