@@ -110,7 +110,7 @@ def test_retained(
     _pub(bt, "-V", version, "-q", "1", "-r", "-t", unique_topic, "-m", "kept")
     sub = _sub(procs, bt, "-V", version, "-q", "1", "-t", unique_topic, "-F", "%r|%q|%p")
     assert _output(sub) == ["1|1|kept"]
-    _pub(bt, "-V", version, "-r", "-t", unique_topic, "-n")  # -n: empty payload deletes
+    _pub(bt, "-V", version, "-q", "1", "-r", "-t", unique_topic, "-n")  # empty payload deletes
     assert bt.call(retained.get, unique_topic) is None
 
 

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from wrenmq import __version__
-from wrenmq.cli import broker, passwd, store
+from wrenmq.cli import broker, passwd, pub, store
+from wrenmq.cli import sub as sub_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_parser(sub)
     store.add_parser(sub)
     passwd.add_parser(sub)
+    pub.add_parser(sub)
+    sub_cli.add_parser(sub)
     return parser
 
 
@@ -35,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return store.run(args)
     if args.command == "passwd":
         return passwd.run(args)
+    if args.command == "pub":
+        return pub.run(args)
+    if args.command == "sub":
+        return sub_cli.run(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
     return 2
 

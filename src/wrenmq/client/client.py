@@ -970,21 +970,41 @@ class Client:
             OfflineQueueFull: per ``offline_policy``.
         """
         props = properties or NO_PROPERTIES
-        extra: dict[str, Any] = {
-            name: value
-            for name, value in (
-                ("message_expiry_interval", message_expiry_interval),
-                ("content_type", content_type),
-                ("response_topic", response_topic),
-                ("correlation_data", correlation_data),
-            )
-            if value is not None
-        }
-        if user_properties:
-            extra["user_properties"] = props.user_properties + tuple(user_properties)
-        if extra:
+        if (
+            message_expiry_interval is not None
+            or content_type is not None
+            or response_topic is not None
+            or correlation_data is not None
+            or user_properties
+        ):
+            extra: dict[str, Any] = {
+                name: value
+                for name, value in (
+                    ("message_expiry_interval", message_expiry_interval),
+                    ("content_type", content_type),
+                    ("response_topic", response_topic),
+                    ("correlation_data", correlation_data),
+                )
+                if value is not None
+            }
+            if user_properties:
+                extra["user_properties"] = props.user_properties + tuple(user_properties)
             props = props.replace(**extra)
         data = _payload(payload)
+        if timeout is None and self._state == _CONNECTED and not self._offline:
+            # The common case, without a timeout scope: send and wait for the acknowledgement.
+            conn = self._conn
+            assert conn is not None
+            fut = self._send_publish(conn, topic, data, qos, retain, props)
+            if fut is None:
+                await conn.drain()
+                return None
+            ack = await fut
+            if ack.reason_code.is_failure:
+                raise NegativeAckError(
+                    ack.reason_code, ack.properties.reason_string or ack.reason_code.spec_name
+                )
+            return ack.reason_code
         async with asyncio.timeout(timeout):
             while True:
                 state = self._state

@@ -8,7 +8,7 @@ mark. No task, no await on the receive path. Imports only ``asyncio``.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 __all__ = ["Connection", "ConnectionOwner"]
 
@@ -37,8 +37,8 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: a cast, not an assert.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         self.owner.data_received(self, data)
