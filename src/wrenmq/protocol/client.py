@@ -49,11 +49,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Final
 
 from wrenmq.codec.decode import MAX_PACKET_SIZE, StreamDecoder
-from wrenmq.codec.encode import encode
+from wrenmq.codec.encode import PublishTemplate, encode
 from wrenmq.codec.packets import (
     Auth,
     ConnAck,
@@ -515,12 +514,18 @@ class ClientProtocol:
         alias, known = self._out_aliases.assign(packet.topic)
         if alias is None:
             return data
-        aliased = replace(
-            packet,
-            topic="" if known else packet.topic,
-            properties=packet.properties.replace(topic_alias=alias),
+        # The packet was validated when ``data`` was encoded; the template only re-frames it.
+        out = bytes(
+            PublishTemplate(packet.topic, packet.payload, packet.properties).for_receiver(
+                self.version,
+                packet.qos,
+                packet.packet_id,
+                retain=packet.retain,
+                dup=packet.dup,
+                topic_alias=alias,
+                topic_alias_only=known,
+            )
         )
-        out = encode(aliased, self.version)
         if len(out) > self.server_maximum_packet_size:
             if not known:
                 self._out_aliases.forget(packet.topic)
