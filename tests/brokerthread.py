@@ -17,13 +17,19 @@ T = TypeVar("T")
 class BrokerThread:
     """A broker on 127.0.0.1:<ephemeral> in its own event loop thread."""
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(
+        self,
+        *,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        **config: Any,
+    ) -> None:
+        """``config`` as for ``Broker``; ``loop_factory`` e.g. ``uvloop.new_event_loop``."""
         if "listener" not in config:
             config.setdefault("port", 0)
             config.setdefault("bind_address", "127.0.0.1")
         config.setdefault("sys_interval", 0)
         self._config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop_factory()
         self.broker: Broker | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

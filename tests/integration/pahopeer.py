@@ -56,14 +56,22 @@ class Peer:
     """One paho client; ``messages`` collects every PUBLISH received, in order."""
 
     def __init__(
-        self, port: int, client_id: str = "", *, version: int = V5, clean: bool = True
+        self,
+        port: int,
+        client_id: str = "",
+        *,
+        version: int = V5,
+        clean: bool = True,
+        transport: str = "tcp",
     ) -> None:
+        """``transport`` is paho's: ``"tcp"`` or ``"websockets"`` (then see ``ws_set_options``)."""
         kwargs: dict[str, Any] = {} if version == V5 else {"clean_session": clean}
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=version,
             reconnect_on_failure=False,
+            transport=transport,  # type: ignore[arg-type]
             **kwargs,
         )
         self.port = port

@@ -237,9 +237,12 @@ def parse_publish(pkt: Packet, *, version: int = 4) -> Message:
 class Raw:
     """A blocking MQTT peer over a plain socket."""
 
-    def __init__(self, port: int, *, version: int = 4) -> None:
+    def __init__(self, port: int, *, version: int = 4, source: str | None = None) -> None:
+        """Connect to 127.0.0.1:``port``, from the loopback address ``source`` if given."""
         self.version = version
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0) if source else None
+        )
         self._buf = b""
 
     def send(self, *chunks: bytes) -> None:

@@ -26,6 +26,11 @@ queue_qos0_messages = true
 message_size_limit = 65536
 max_packet_size = 131072
 max_connections = 5000
+max_connections_per_ip = 20
+connection_rate_per_ip = 0.5
+message_rate_limit = 100
+byte_rate_limit = 65536
+rate_limit_action = "disconnect"
 max_topic_alias = 0
 max_subscriptions_per_client = 50
 max_topic_levels = 16
@@ -59,6 +64,9 @@ cafile = "ca.crt"
 require_certificate = true
 allow_anonymous = true
 max_connections = 100
+ciphers = "ECDHE+AESGCM"
+tls_version = "tlsv1.3"
+use_identity_as_username = true
 
 [[listener]]
 port = 0
@@ -66,6 +74,7 @@ bind_address = "127.0.0.1"
 protocol = "ws"
 ws_path = "/ws"
 max_connections = -1
+proxy_protocol = true
 
 [[listener]]
 port = 8884
@@ -108,6 +117,11 @@ def test_defaults() -> None:
     assert config.message_size_limit == 0
     assert config.max_packet_size == 268435460
     assert config.max_connections == -1
+    assert config.max_connections_per_ip == 0
+    assert config.connection_rate_per_ip == 0.0
+    assert config.message_rate_limit == 0.0
+    assert config.byte_rate_limit == 0
+    assert config.rate_limit_action == "throttle"
     assert config.max_topic_alias == 10
     assert config.max_subscriptions_per_client == 0
     assert config.max_topic_levels == 0
@@ -140,6 +154,8 @@ def test_listener_defaults() -> None:
     assert listener.require_certificate is False
     assert listener.ws_path == "/mqtt"
     assert listener.allow_anonymous is None and listener.max_connections is None
+    assert listener.ciphers is None and listener.tls_version == "tlsv1.2"
+    assert listener.use_identity_as_username is False and listener.proxy_protocol is False
 
 
 def test_configs_are_frozen_and_slotted() -> None:
@@ -171,9 +187,17 @@ def test_full_file_with_every_key(tmp_path: Path) -> None:
                 require_certificate=True,
                 allow_anonymous=True,
                 max_connections=100,
+                ciphers="ECDHE+AESGCM",
+                tls_version="tlsv1.3",
+                use_identity_as_username=True,
             ),
             ListenerConfig(
-                port=0, bind_address="127.0.0.1", protocol="ws", ws_path="/ws", max_connections=-1
+                port=0,
+                bind_address="127.0.0.1",
+                protocol="ws",
+                ws_path="/ws",
+                max_connections=-1,
+                proxy_protocol=True,
             ),
             ListenerConfig(port=8884, protocol="wss", certfile="server.crt", keyfile="server.key"),
         ),
@@ -189,6 +213,11 @@ def test_full_file_with_every_key(tmp_path: Path) -> None:
         message_size_limit=65536,
         max_packet_size=131072,
         max_connections=5000,
+        max_connections_per_ip=20,
+        connection_rate_per_ip=0.5,
+        message_rate_limit=100.0,
+        byte_rate_limit=65536,
+        rate_limit_action="disconnect",
         max_topic_alias=0,
         max_subscriptions_per_client=50,
         max_topic_levels=16,
@@ -214,6 +243,7 @@ def test_full_file_with_every_key(tmp_path: Path) -> None:
     for field in dataclasses.fields(BrokerConfig):
         assert getattr(config, field.name) != getattr(default, field.name), field.name
     assert isinstance(config.sys_interval, float)
+    assert isinstance(config.message_rate_limit, float)
 
 
 def test_load_accepts_str_paths(tmp_path: Path) -> None:
@@ -358,6 +388,32 @@ def test_example_file_documents_every_key_and_loads_as_the_defaults() -> None:
         ("max_connections = 0\n", "max_connections", "must be -1 (unlimited) or at least 1, got 0"),
         ("max_connections = -2\n", "max_connections", "must be at least -1, got -2"),
         (
+            "max_connections_per_ip = -1\n",
+            "max_connections_per_ip",
+            "must be at least 0, got -1",
+        ),
+        ("byte_rate_limit = 1.5\n", "byte_rate_limit", "expected an integer, got float 1.5"),
+        (
+            "connection_rate_per_ip = -0.5\n",
+            "connection_rate_per_ip",
+            "must be a finite number 0 (unlimited) or more, got -0.5",
+        ),
+        (
+            "message_rate_limit = inf\n",
+            "message_rate_limit",
+            "must be a finite number 0 (unlimited) or more, got inf",
+        ),
+        (
+            'message_rate_limit = "10/s"\n',
+            "message_rate_limit",
+            "expected a number per second, got string '10/s'",
+        ),
+        (
+            "connection_rate_per_ip = true\n",
+            "connection_rate_per_ip",
+            "expected a number per second, got boolean True",
+        ),
+        (
             "connect_timeout = 0\n",
             "connect_timeout",
             "must be a finite number greater than 0, got 0",
@@ -381,6 +437,11 @@ def test_example_file_documents_every_key_and_loads_as_the_defaults() -> None:
             "must be -1 (unlimited) or at least 1, got 0",
         ),
         # choices
+        (
+            'rate_limit_action = "drop"\n',
+            "rate_limit_action",
+            "must be one of ['throttle', 'disconnect'], got 'drop'",
+        ),
         (
             'log_level = "verbose"\n',
             "log_level",
@@ -466,6 +527,50 @@ def test_example_file_documents_every_key_and_loads_as_the_defaults() -> None:
             '[[listener]]\nport = 80\nprotocol = "ws"\nrequire_certificate = true\n',
             "listener[0].require_certificate",
             "applies only to 'mqtt+tls' and 'wss' listeners, not 'ws'",
+        ),
+        (
+            '[[listener]]\nport = 1883\nciphers = "HIGH"\n',
+            "listener[0].ciphers",
+            "applies only to 'mqtt+tls' and 'wss' listeners, not 'mqtt'",
+        ),
+        (
+            '[[listener]]\nport = 80\nprotocol = "ws"\ntls_version = "tlsv1.3"\n',
+            "listener[0].tls_version",
+            "applies only to 'mqtt+tls' and 'wss' listeners, not 'ws'",
+        ),
+        (
+            "[[listener]]\nport = 1883\nuse_identity_as_username = true\n",
+            "listener[0].use_identity_as_username",
+            "applies only to 'mqtt+tls' and 'wss' listeners, not 'mqtt'",
+        ),
+        (
+            '[[listener]]\nport = 8883\nprotocol = "mqtt+tls"\ncertfile = "c"\nkeyfile = "k"\n'
+            'tls_version = "tlsv1.1"\n',
+            "listener[0].tls_version",
+            "must be one of ['tlsv1.2', 'tlsv1.3'], got 'tlsv1.1'",
+        ),
+        (
+            '[[listener]]\nport = 8883\nprotocol = "mqtt+tls"\ncertfile = "c"\nkeyfile = "k"\n'
+            'ciphers = ""\n',
+            "listener[0].ciphers",
+            "must not be empty",
+        ),
+        (
+            '[[listener]]\nport = 8883\nprotocol = "wss"\ncertfile = "c"\nkeyfile = "k"\n'
+            'cafile = "ca"\nuse_identity_as_username = true\n',
+            "listener[0].use_identity_as_username",
+            "needs require_certificate = true",
+        ),
+        (
+            '[[listener]]\nport = 8883\nprotocol = "wss"\ncertfile = "c"\nkeyfile = "k"\n'
+            "proxy_protocol = true\n",
+            "listener[0].proxy_protocol",
+            "is not supported on 'wss' listeners; terminate TLS at the proxy",
+        ),
+        (
+            "[[listener]]\nport = 1883\nproxy_protocol = 1\n",
+            "listener[0].proxy_protocol",
+            "expected true or false, got integer 1",
         ),
     ],
 )
@@ -636,6 +741,9 @@ def test_to_dict_round_trips(tmp_path: Path) -> None:
         "require_certificate": False,
         "ws_path": "/ws",
         "max_connections": -1,
+        "tls_version": "tlsv1.2",
+        "use_identity_as_username": False,
+        "proxy_protocol": True,
     }
     assert BrokerConfig.from_mapping(data, source="dict") == config
     assert BrokerConfig.from_mapping(BrokerConfig().to_dict(), source="dict") == BrokerConfig()
@@ -652,5 +760,8 @@ def test_to_dict_leaves_out_unset_values() -> None:
             "protocol": "mqtt",
             "require_certificate": False,
             "ws_path": "/mqtt",
+            "tls_version": "tlsv1.2",
+            "use_identity_as_username": False,
+            "proxy_protocol": False,
         }
     ]

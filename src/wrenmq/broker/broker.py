@@ -13,7 +13,6 @@ Everything the network side does happens in ``Connection`` callbacks without awa
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from wrenmq.broker.config import BrokerConfig
 from wrenmq.broker.connection import CLOSED, CONNECTING, Connection
 from wrenmq.broker.durable import Durable
 from wrenmq.broker.hooks import HookEvent, Hooks
+from wrenmq.broker.limits import ClientLimiter, IpLimits
+from wrenmq.broker.listener import Listening, open_listener, reload_certificates, tls_contexts
 from wrenmq.broker.persistence.base import SessionStore
 from wrenmq.broker.persistence.sqlite import SQLiteStore
 from wrenmq.broker.retain import RetainedStore
@@ -38,7 +39,6 @@ from wrenmq.codec.packets import Will
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.codec.topics import validate_topic_name
-from wrenmq.errors import ConfigError
 
 __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 
@@ -49,37 +49,31 @@ DURABLE_MEMORY_QUEUE = 1000  # queued deliveries a persistent session keeps in m
 BACKPRESSURE_PATIENCE = 2.0  # seconds a publisher may stay paused by one set of subscribers
 
 
-def _check_supported(config: BrokerConfig) -> None:
-    """Refuse settings this version cannot honour, rather than run without them."""
-    for i, listener in enumerate(config.listeners):
-        if listener.protocol != "mqtt":
-            raise ConfigError(
-                f"listener[{i}].protocol",
-                f"{listener.protocol!r} listeners are not available yet; use 'mqtt'",
-            )
-
-
 class BrokerStats:
     """Counters, published under ``$SYS`` and readable by embedders."""
 
     __slots__ = (
         "bytes_received",
         "bytes_sent",
+        "connections_refused",
         "connections_total",
         "messages_dropped",
         "messages_received",
         "messages_sent",
         "protocol_errors",
+        "rate_limited",
     )
 
     def __init__(self) -> None:
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.connections_refused = 0  # closed on accept by max_connections_per_ip / rate
         self.connections_total = 0
         self.messages_dropped = 0
         self.messages_received = 0
         self.messages_sent = 0
         self.protocol_errors = 0
+        self.rate_limited = 0  # times a client went over message_rate_limit / byte_rate_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +111,6 @@ class Broker:
             config = BrokerConfig.from_kwargs(**kwargs)
         elif kwargs:
             config = config.replace(**kwargs)
-        _check_supported(config)
         self.config = config
         self.hooks = Hooks()
         self.stats = BrokerStats()
@@ -130,11 +123,16 @@ class Broker:
         self.passwords: PasswordFile | None = None
         self.acl: AclFile | None = None
         self.reload_auth()
+        self.tls_contexts = tls_contexts(config)  # by listener index; reload_tls() reloads them
         self.connections: set[Connection] = set()
         self.connected_count = 0
+        ip_limits = IpLimits(
+            max_connections=config.max_connections_per_ip, rate=config.connection_rate_per_ip
+        )
+        self.ip_limits = ip_limits if ip_limits.enabled else None
         self.started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
         self._dirty: list[Connection] = []
         self.pressure: list[Session] = []  # sessions whose queue crossed the high-water mark
         self._flush_scheduled = False
@@ -166,24 +164,21 @@ class Broker:
         self._stopped = asyncio.Event()
         try:
             if self.store is not None:
-                self.durable = Durable(
+                durable = Durable(
                     self,
                     self.store,
                     mode=self.config.durability,
                     memory_queue=min(self.config.max_queued_messages, DURABLE_MEMORY_QUEUE),
                 )
-                await self.durable.start()
-            for listener in self.config.listeners:
-                server = await loop.create_server(
-                    functools.partial(Connection, self, listener),
-                    host=listener.bind_address,
-                    port=listener.port,
-                    reuse_address=True,
-                    backlog=4096,
-                )
+                await durable.start()
+                # Only a started store is stopped by stop(): one that failed to open would
+                # replace its error ("... is corrupt; move it aside") by "the store is closed".
+                self.durable = durable
+            for index, listener in enumerate(self.config.listeners):
+                server = await open_listener(self, listener, self.tls_contexts.get(index))
                 self._servers.append(server)
-                for host, port in self.addresses[-len(server.sockets) :]:
-                    log.info("listening on %s:%d (mqtt)", host, port)
+                for host, port in self.addresses[-len(list(server.sockets)) :]:
+                    log.info("listening on %s:%d (%s)", host, port, listener.protocol)
         except BaseException:
             await self.stop()
             raise
@@ -293,6 +288,16 @@ class Broker:
         acl = AclFile.load(cfg.acl_file) if cfg.acl_file else None
         self.passwords, self.acl = passwords, acl
 
+    def reload_tls(self) -> None:
+        """Reload the TLS listeners' certificate, key and CA files (SIGHUP does this).
+
+        New handshakes use the new certificates; open connections stay up.
+
+        Raises:
+            ConfigError: a file is missing or malformed; the loaded certificates are kept.
+        """
+        reload_certificates(self.config, self.tls_contexts)
+
     def list_sessions(self) -> list[SessionInfo]:
         """A snapshot of every session, connected or not."""
         return [
@@ -341,13 +346,44 @@ class Broker:
             conn.flush()
 
     def connection_opened(self, conn: Connection) -> None:
-        """A socket was accepted."""
+        """A socket was accepted: admit it under the per-address limits, or close it now."""
+        cfg = self.config
+        if self.ip_limits is not None and not self._admit(conn, self.ip_limits):
+            return
         self.connections.add(conn)
         self.stats.connections_total += 1
+        if cfg.message_rate_limit or cfg.byte_rate_limit:
+            conn.limiter = ClientLimiter(
+                message_rate=cfg.message_rate_limit,
+                byte_rate=cfg.byte_rate_limit,
+                now=self.loop.time(),
+            )
+
+    def _admit(self, conn: Connection, ip_limits: IpLimits) -> bool:
+        transport = conn.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if not isinstance(peer, tuple) or not peer:
+            return True  # not an IP socket (e.g. a Unix socket): nothing to count by
+        ip = str(peer[0])
+        now = self.loop.time()
+        refusal = ip_limits.admit(ip, now)
+        if refusal is None:
+            conn.source_ip = ip
+            return True
+        # Closed before CONNECT, so even an MQTT 5 client cannot be told 0x9F; a flood of these
+        # would flood the log too, hence one WARNING a minute per address.
+        self.stats.connections_refused += 1
+        if ip_limits.should_warn(ip, now):
+            log.warning("refusing connections from %s: %s (logged once a minute)", ip, refusal)
+        conn.close_now()
+        return False
 
     def connection_closed(self, conn: Connection, exc: Exception | None) -> None:
         """A socket is gone, for whatever reason."""
         self.connections.discard(conn)
+        if conn.source_ip is not None and self.ip_limits is not None:
+            self.ip_limits.release(conn.source_ip)
+            conn.source_ip = None
         self._detach(conn, "connection lost" if exc is None else f"connection lost: {exc}")
 
     def client_connected(self, conn: Connection, present: bool = False) -> None:
@@ -595,6 +631,8 @@ class Broker:
         loop = self.loop
         now = loop.time()
         timeout = self.config.connect_timeout
+        if self.ip_limits is not None:
+            self.ip_limits.prune(now)
         for conn in list(self.connections):
             if conn.state == CONNECTING:
                 if now - conn.created_at > timeout:
@@ -611,6 +649,8 @@ class Broker:
             elif (
                 conn.state != CLOSED
                 and conn.keepalive
+                and conn.throttle_handle is None  # not reading is our doing, not the client's
+                and not conn.congested
                 and now - conn.last_rx > conn.keepalive * 1.5
             ):
                 log.info("closing %r (%s): keep alive timeout", conn.client_id, conn.peer)

@@ -33,6 +33,8 @@ __all__ = ["BrokerConfig", "ListenerConfig", "ListenerProtocol", "LogLevel", "lo
 ListenerProtocol = Literal["mqtt", "mqtt+tls", "ws", "wss"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Durability = Literal["ack", "periodic", "none"]
+TLSVersionName = Literal["tlsv1.2", "tlsv1.3"]
+RateLimitAction = Literal["throttle", "disconnect"]
 
 # MQTT 5 section 2.1.4: the Remaining Length is at most 268,435,455; a whole packet adds one byte of
 # fixed header and four bytes of Remaining Length.
@@ -78,6 +80,14 @@ def _seconds(*, positive: bool) -> _Check:
         return float(value)
 
     return check
+
+
+def _rate(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(where, f"expected a number per second, got {_describe(value)}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(where, f"must be a finite number 0 (unlimited) or more, got {value}")
+    return float(value)
 
 
 def _boolean(value: object, where: str) -> bool:
@@ -148,6 +158,13 @@ class ListenerConfig:
         ws_path: HTTP path of the WebSocket endpoint (``ws``, ``wss``). Default ``"/mqtt"``.
         allow_anonymous: This listener's ``allow_anonymous``; default None inherits the broker's.
         max_connections: This listener's client limit (-1 unlimited); None inherits the broker's.
+        ciphers: OpenSSL cipher list for TLS 1.2 (TLS listeners); default None (OpenSSL's).
+        tls_version: Lowest TLS version accepted, ``"tlsv1.2"`` (default) or ``"tlsv1.3"``.
+        use_identity_as_username: The client certificate's subject CN is the user name and no
+            password is checked, as in mosquitto (needs ``require_certificate``). Default False.
+        proxy_protocol: Connections start with a PROXY protocol v1/v2 header whose source address
+            is the client's, as behind HAProxy or an AWS NLB (``mqtt``, ``mqtt+tls`` -- the header
+            precedes the TLS handshake -- and ``ws``; not ``wss``). Default False.
     """
 
     port: int = field(metadata={"check": _integer(0, 65535)})
@@ -162,6 +179,12 @@ class ListenerConfig:
     ws_path: str = _field("/mqtt", _text)
     allow_anonymous: bool | None = _field(None, _optional(_boolean))
     max_connections: int | None = _field(None, _optional(_connection_limit))
+    ciphers: str | None = _field(None, _optional(_text))
+    tls_version: TLSVersionName = field(
+        default="tlsv1.2", metadata={"check": _choice(*get_args(TLSVersionName))}
+    )
+    use_identity_as_username: bool = _field(False, _boolean)
+    proxy_protocol: bool = _field(False, _boolean)
 
 
 # Mosquitto 2 "local only mode": with no listener configured, serve the loopback interface only.
@@ -188,6 +211,18 @@ class BrokerConfig:
         message_size_limit: Largest PUBLISH payload, bytes (<= 268435455); default 0 (no limit).
         max_packet_size: Largest packet accepted, bytes; 32..268435460 (MQTT maximum, default).
         max_connections: Clients connected at once; default -1 (unlimited); 0 is refused.
+        max_connections_per_ip: Sockets one source address may hold open (checked on accept,
+            before CONNECT); default 0 (unlimited).
+        connection_rate_per_ip: New connections a second one source address may open, with a
+            burst of ``max(1, rate)``; faster ones are closed on accept. Default 0 (unlimited).
+        message_rate_limit: PUBLISH packets a second one client may send (burst one second's
+            worth); default 0 (unlimited).
+        byte_rate_limit: Bytes a second one client may send (burst one second's worth);
+            default 0 (unlimited).
+        rate_limit_action: Over ``message_rate_limit`` or ``byte_rate_limit``: ``"throttle"``
+            (default) stops reading from the client until its rate allows more;
+            ``"disconnect"`` closes it (MQTT 5: DISCONNECT 0x96 Message rate too high, or 0x97
+            Quota exceeded for bytes).
         max_topic_alias: Topic Alias Maximum offered to MQTT 5 clients; 0..65535, default 10.
         max_subscriptions_per_client: Subscriptions one client may hold; default 0 (unlimited).
         max_topic_levels: Levels allowed in a topic name or filter; default 0 (unlimited).
@@ -226,6 +261,13 @@ class BrokerConfig:
     message_size_limit: int = _field(0, _integer(0, _MAX_REMAINING_LENGTH))
     max_packet_size: int = _field(_MAX_PACKET_SIZE, _integer(32, _MAX_PACKET_SIZE))
     max_connections: int = _field(-1, _connection_limit)
+    max_connections_per_ip: int = _field(0, _integer(0))
+    connection_rate_per_ip: float = _field(0.0, _rate)
+    message_rate_limit: float = _field(0.0, _rate)
+    byte_rate_limit: int = _field(0, _integer(0))
+    rate_limit_action: RateLimitAction = field(
+        default="throttle", metadata={"check": _choice(*get_args(RateLimitAction))}
+    )
     max_topic_alias: int = _field(10, _integer(0, 65535))
     max_subscriptions_per_client: int = _field(0, _integer(0))
     max_topic_levels: int = _field(0, _integer(0))
@@ -401,9 +443,21 @@ def _listener(table: Mapping[str, object], prefix: str) -> ListenerConfig:
                 raise ConfigError(prefix + key, f"is required when protocol is {protocol!r}")
         if values.get("require_certificate") and values.get("cafile") is None:
             raise ConfigError(prefix + "cafile", "is required when require_certificate is true")
+        if values.get("use_identity_as_username") and not values.get("require_certificate"):
+            reason = "needs require_certificate = true (the identity is the client certificate)"
+            raise ConfigError(prefix + "use_identity_as_username", reason)
+        if values.get("proxy_protocol") and protocol == "wss":
+            # The websockets server runs TLS before any byte reaches us; an 'mqtt+tls' listener
+            # reads the header first and then starts TLS itself.
+            reason = "is not supported on 'wss' listeners; terminate TLS at the proxy"
+            raise ConfigError(prefix + "proxy_protocol", reason)
     else:
-        for key in ("certfile", "keyfile", "cafile", "require_certificate"):
+        for key in ("certfile", "keyfile", "cafile", "require_certificate", "ciphers"):
             if values.get(key):
+                reason = f"applies only to 'mqtt+tls' and 'wss' listeners, not {protocol!r}"
+                raise ConfigError(prefix + key, reason)
+        for key, default in (("tls_version", "tlsv1.2"), ("use_identity_as_username", False)):
+            if values.get(key, default) != default:
                 reason = f"applies only to 'mqtt+tls' and 'wss' listeners, not {protocol!r}"
                 raise ConfigError(prefix + key, reason)
     return ListenerConfig(**values)

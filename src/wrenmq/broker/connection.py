@@ -4,6 +4,13 @@ The hot path never awaits and never creates a task: ``data_received`` decodes ev
 packet and hands it to ``dispatch``; writes are collected per connection and flushed once per event
 loop iteration, so a burst of deliveries to one subscriber becomes one ``write``. Back-pressure:
 ``pause_writing`` marks the connection congested and deliveries queue in the session instead.
+
+Reading is paused for three independent reasons, each with its own state: back-pressure from slow
+subscribers (``waiting_on``/``paused_at``), the client's own rate limits (``throttle_handle``, see
+:mod:`wrenmq.broker.limits`), and output the client does not read (``congested``: a client that
+sends PINGREQs or SUBSCRIBEs without reading the answers must not make the broker buffer without
+bound). What arrives while any holds waits, in order: decoded packets in ``backlog``, bytes not
+yet decoded in ``raw_pending``; reading resumes when none holds.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from wrenmq.errors import MQTTError
 if TYPE_CHECKING:
     from wrenmq.broker.broker import Broker
     from wrenmq.broker.config import ListenerConfig
+    from wrenmq.broker.limits import ClientLimiter
     from wrenmq.broker.sessions import Session
 
 __all__ = ["Connection"]
@@ -32,6 +40,10 @@ log = logging.getLogger("wrenmq.broker")
 
 CONNECTING, CONNECTED, CLOSED = 0, 1, 2
 WRITE_HIGH_WATER = 256 * 1024
+# Bytes decoded at a time. A read holds up to 256 KiB, and decoded packets take tens of times the
+# room of their bytes (a SUBSCRIBE of 8 bytes is a few hundred bytes of objects): when reading is
+# held mid-read, the rest is kept as bytes (``raw_pending``), not as packets.
+READ_SLICE = 4096
 
 
 class Connection(asyncio.Protocol):
@@ -39,24 +51,30 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_wbuf",
+        "_wbytes",
         "aliases",
         "backlog",
         "broker",
         "client_id",
         "congested",
+        "congested_at",
         "created_at",
         "decoder",
         "keepalive",
         "last_rx",
+        "limiter",
         "listener",
         "max_packet_size",
         "paused_at",
         "peer",
         "pending_error",
         "problem_info",
+        "raw_pending",
         "receive_maximum",
         "session",
+        "source_ip",
         "state",
+        "throttle_handle",
         "topic_alias_max",
         "transport",
         "username",
@@ -80,6 +98,7 @@ class Connection(asyncio.Protocol):
         self.created_at = 0.0
         self.last_rx = 0.0
         self.congested = False
+        self.congested_at = 0.0
         self.aliases: dict[int, str] = {}
         self.topic_alias_max = 0
         self.receive_maximum = 65535
@@ -92,7 +111,13 @@ class Connection(asyncio.Protocol):
         self.backlog: list[Packet] = []
         self.paused_at = 0.0
         self.pending_error: MQTTError | None = None
+        self.raw_pending = b""  # bytes received but not decoded while reading is held
+        # Limits: per-address accounting (set once admitted) and the client's rate buckets.
+        self.source_ip: str | None = None
+        self.limiter: ClientLimiter | None = None
+        self.throttle_handle: asyncio.TimerHandle | None = None
         self._wbuf: list[bytes | bytearray] | None = None
+        self._wbytes = 0  # bytes in _wbuf
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id!r} from {self.peer})"
@@ -112,17 +137,43 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:  # noqa: D102
         if self.state == CLOSED:
             return
-        self.last_rx = self.broker.loop.time()
+        now = self.last_rx = self.broker.loop.time()
         self.broker.stats.bytes_received += len(data)
+        limiter = self.limiter
+        if limiter is not None and limiter.bytes is not None:
+            debt = limiter.received(len(data), now)
+            if debt and not self.over_rate(debt, "byte rate"):
+                error = MQTTError(ReasonCode.QUOTA_EXCEEDED, "byte rate above byte_rate_limit")
+                dispatch.fail(self, error)
+                return
+        if self.raw_pending or self.held():
+            self.raw_pending += data  # reading is held: these wait their turn, in order
+        else:
+            self._consume(data)
+
+    def _consume(self, data: bytes) -> None:
+        """Decode and handle ``data`` a slice at a time; keep the rest if reading gets held."""
         decoder = self.decoder
-        packets = decoder.feed(data)
-        if packets:
-            dispatch.dispatch(self, packets)
-        if decoder.error is not None and self.state != CLOSED:
-            if self.waiting_on:
-                self.pending_error = decoder.error  # after the backlog, in order
-            else:
-                dispatch.fail(self, decoder.error)
+        n = len(data)
+        start = 0
+        while True:
+            end = n if n - start <= READ_SLICE else start + READ_SLICE
+            packets = decoder.feed(data if end - start == n else data[start:end])
+            if packets:
+                dispatch.dispatch(self, packets)
+            if decoder.error is not None:
+                if self.state != CLOSED:
+                    if self.held():
+                        self.pending_error = decoder.error  # after the backlog, in order
+                    else:
+                        dispatch.fail(self, decoder.error)
+                return
+            start = end
+            if start >= n or self.state == CLOSED:
+                return
+            if self.held():
+                self.raw_pending = data[start:]
+                return
 
     def eof_received(self) -> bool:  # noqa: D102
         return False  # close our side too
@@ -131,6 +182,10 @@ class Connection(asyncio.Protocol):
         self.state = CLOSED
         self._wbuf = None
         self.backlog = []
+        self.raw_pending = b""
+        if self.throttle_handle is not None:
+            self.throttle_handle.cancel()
+            self.throttle_handle = None
         for session in self.waiting_on:
             if self in session.blocked:
                 session.blocked.remove(self)
@@ -139,12 +194,19 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:  # noqa: D102
         self.congested = True
+        self.congested_at = self.broker.loop.time()
+        # Nor read more from a client that does not read what it is sent: each packet it sends
+        # may produce an answer (PINGRESP, acks, retained messages) that would pile up here.
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:  # noqa: D102
         self.congested = False
+        self._pardon(self.congested_at)
         session = self.session
         if session is not None and session.queue:
             session.pump()
+        self.broker.loop.call_soon(self._resume)
 
     # -- back-pressure ---------------------------------------------------------------------------
 
@@ -163,24 +225,77 @@ class Connection(asyncio.Protocol):
         if session in self.waiting_on:
             self.waiting_on.remove(session)
         if not self.waiting_on and self.paused_at:
+            self._pardon(self.paused_at)
             self.paused_at = 0.0
             self.broker.loop.call_soon(self._resume)
 
+    def _pardon(self, since: float) -> None:
+        """The broker held reading since ``since``: credit the client's rate limits for it."""
+        limiter = self.limiter
+        if limiter is not None:
+            now = self.broker.loop.time()
+            limiter.pardon(now, now - since)
+
+    def held(self) -> bool:
+        """Whether reading is held: by back-pressure, the rate limit or unread output."""
+        return bool(self.waiting_on) or self.throttle_handle is not None or self.congested
+
     def _resume(self) -> None:
-        if self.state == CLOSED or self.waiting_on:
+        if self.state == CLOSED or self.held():
             return
         backlog, self.backlog = self.backlog, []
         if backlog:
             dispatch.dispatch(self, backlog)
-        if self.waiting_on or self.state == CLOSED:
+        if self.state == CLOSED or self.held():
             return
         if self.pending_error is not None:
             error, self.pending_error = self.pending_error, None
             dispatch.fail(self, error)
             return
+        raw, self.raw_pending = self.raw_pending, b""
+        if raw:
+            self._consume(raw)
+            if self.state == CLOSED or self.held():
+                return
         self.last_rx = self.broker.loop.time()
         if self.transport is not None:
             self.transport.resume_reading()
+
+    # -- rate limits -----------------------------------------------------------------------------
+
+    def over_rate(self, debt: float, what: str) -> bool:
+        """The client went ``debt`` seconds over a rate limit; True if it may go on (throttled).
+
+        ``"throttle"``: stop reading until the debt is repaid, and return True.
+        ``"disconnect"``: return False; the caller closes the connection with its reason code.
+        """
+        broker = self.broker
+        broker.stats.rate_limited += 1
+        if broker.config.rate_limit_action == "disconnect":
+            return False
+        limiter = self.limiter
+        if limiter is not None and not limiter.logged:
+            limiter.logged = True
+            log.info("throttling %r (%s): %s above the limit", self.client_id, self.peer, what)
+        self.throttle(debt)
+        return True
+
+    def throttle(self, delay: float) -> None:
+        """Stop reading for ``delay`` seconds (or longer if already throttled for longer)."""
+        if self.state == CLOSED or self.transport is None:
+            return
+        loop = self.broker.loop
+        handle = self.throttle_handle
+        if handle is not None:
+            if handle.when() >= loop.time() + delay:
+                return
+            handle.cancel()
+        self.throttle_handle = loop.call_later(delay, self._unthrottle)
+        self.transport.pause_reading()
+
+    def _unthrottle(self) -> None:
+        self.throttle_handle = None
+        self._resume()  # resumes reading unless back-pressure still holds it
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -191,9 +306,15 @@ class Connection(asyncio.Protocol):
             if self.state == CLOSED:
                 return
             self._wbuf = [data]
+            self._wbytes = len(data)
             self.broker.schedule_flush(self)
         else:
             buf.append(data)
+            self._wbytes += len(data)
+            if self._wbytes > WRITE_HIGH_WATER:
+                # One batch made this much for one client: write it now, so the transport's
+                # high-water mark (pause_writing) stops the batch before it makes more.
+                self.flush()
 
     def flush(self) -> None:
         """Write everything queued by ``write`` in one call."""

@@ -94,8 +94,9 @@ def dispatch(conn: Connection, packets: list[Packet]) -> None:
             if conn.state == 2:  # closed by an earlier packet of this batch
                 return
             handlers[packet.__class__](conn, packet)
-            if conn.waiting_on:
-                # Back-pressure: a subscriber's queue is long; the rest waits until it drains.
+            if conn.waiting_on or conn.throttle_handle is not None or conn.congested:
+                # Back-pressure (a subscriber's queue is long), the client's rate limit, or its
+                # unread output: the rest waits until all of them let go.
                 conn.backlog = packets[i + 1 :]
                 return
     except MQTTError as exc:

@@ -46,7 +46,7 @@ __all__ = ["Durable"]
 
 log = logging.getLogger("wrenmq.broker.persistence")
 
-PAGE = 500  # deliveries read back from disk at a time
+PAGE = 2000  # deliveries read back from disk at a time
 
 
 def _props_bytes(props: Properties) -> bytes:
@@ -96,7 +96,11 @@ class Durable:
     async def start(self) -> None:
         """Open the store and rebuild sessions, queues and retained messages from it."""
         snapshot = await self.store.open()
-        self._restore(snapshot)
+        try:
+            self._restore(snapshot)
+        except BaseException:
+            await self.store.close()
+            raise
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def stop(self) -> None:
@@ -149,7 +153,12 @@ class Durable:
             self._release_acks(acks)
 
     def kick(self) -> None:
-        """Make sure what was just recorded gets committed soon (``ack`` mode)."""
+        """Make sure what was just recorded gets committed soon (``ack`` mode).
+
+        Every recording calls it: a change no acknowledgement waits for (a SUBSCRIBE, a session
+        connecting or leaving, a delivery acknowledged) would otherwise stay uncommitted until
+        the next deferred PUBACK/PUBREC, or lost in a crash however long ago it was made.
+        """
         if self.defer_acks:
             self._wake.set()
 
@@ -172,10 +181,12 @@ class Durable:
                 due,
             )
         )
+        self.kick()
 
     def delete_session(self, session: Session) -> None:
         """The session ended: forget everything it had."""
         self.store.record_session_deleted(session.client_id)
+        self.kick()
 
     def subscribed(self, session: Session, topic_filter: str, opts: SubOptions) -> None:
         """Record a subscription with every option."""
@@ -190,14 +201,17 @@ class Durable:
                 opts.sub_id,
             )
         )
+        self.kick()
 
     def unsubscribed(self, session: Session, topic_filter: str) -> None:
         """Record an unsubscription."""
         self.store.record_unsubscribe(session.client_id, topic_filter)
+        self.kick()
 
     def incoming_qos2(self, session: Session, packet_id: int, present: bool) -> None:
         """Record an incoming QoS 2 packet id awaiting PUBREL (or its release)."""
         self.store.record_incoming_qos2(session.client_id, packet_id, present)
+        self.kick()
 
     # -- deliveries ------------------------------------------------------------------------------
 
@@ -234,12 +248,14 @@ class Durable:
                 msg.state,
             )
         )
+        self.kick()
 
     def done(self, session: Session, msg: Outgoing) -> None:
         """A delivery is over (acknowledged, dropped, expired, moved to another member)."""
         if msg.seq:
             self.store.record_delivery_done(session.client_id, msg.seq)
             msg.seq = 0
+            self.kick()
 
     def refill(self, session: Session) -> None:
         """Read the next page of a session's on-disk queue into memory, then deliver it."""
@@ -252,7 +268,6 @@ class Durable:
 
     async def _refill(self, session: Session) -> None:
         try:
-            await self.store.flush()  # spilled deliveries must be on disk before reading them
             records, messages = await self.store.load_deliveries(
                 session.client_id, session.spill_after, PAGE
             )
@@ -311,13 +326,14 @@ class Durable:
         """Record the retained message of a topic (an empty payload deletes it)."""
         if not template.payload:
             self.store.record_retained_deleted(topic)
-            return
-        self.store.record_retained(
-            RetainedRecord(
-                topic, template.payload, qos, _props_bytes(template.properties),
-                self._wall(expires_at),
-            )
-        )  # fmt: skip
+        else:
+            self.store.record_retained(
+                RetainedRecord(
+                    topic, template.payload, qos, _props_bytes(template.properties),
+                    self._wall(expires_at),
+                )
+            )  # fmt: skip
+        self.kick()
 
     # -- restore ---------------------------------------------------------------------------------
 
@@ -374,5 +390,3 @@ class Durable:
                 "restored %d sessions, %d subscriptions, %d retained messages",
                 restored, len(snap.subscriptions), len(snap.retained),
             )  # fmt: skip
-
-

@@ -12,6 +12,7 @@ from wrenmq.codec.packets import ConnAck, Connect
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import MQTTError, RemoteProtocolError
+from wrenmq.transport.tls import peer_common_name
 
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
@@ -30,6 +31,13 @@ def authenticate(conn: Connection, p: Connect) -> None:
     allow_anonymous = broker.config.allow_anonymous
     if listener is not None and listener.allow_anonymous is not None:
         allow_anonymous = listener.allow_anonymous
+    if listener is not None and listener.use_identity_as_username:
+        # As mosquitto: the verified certificate's CN is the user name; no password is checked.
+        identity = peer_common_name(conn.transport)
+        if identity is None:
+            raise MQTTError(ReasonCode.NOT_AUTHORIZED, "no client certificate common name")
+        conn.username = identity
+        return
     if p.username is None:
         if not allow_anonymous:
             raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
@@ -81,6 +89,8 @@ def handle_connect(conn: Connection, p: Connect) -> None:
             raise MQTTError(ReasonCode.QOS_NOT_SUPPORTED, f"will QoS {will.qos} is not supported")
         if will.retain and not cfg.retain_available:
             raise MQTTError(ReasonCode.RETAIN_NOT_SUPPORTED, "will retain is not supported")
+        if cfg.max_topic_levels and will.topic.count("/") >= cfg.max_topic_levels:
+            raise MQTTError(ReasonCode.TOPIC_NAME_INVALID, "will topic has too many levels")
 
     keepalive = p.keepalive
     server_keepalive = None

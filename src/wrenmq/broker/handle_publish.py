@@ -1,5 +1,5 @@
-"""PUBLISH and its acknowledgements, in mosquitto's fixed order: topic alias -> limits -> hooks ->
-QoS 2 duplicate check -> retain -> route -> acknowledge [MQTT-3.3, 4.3].
+"""PUBLISH and its acknowledgements, in mosquitto's fixed order: rate -> topic alias -> limits ->
+hooks -> QoS 2 duplicate check -> retain -> route -> acknowledge [MQTT-3.3, 4.3].
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from wrenmq.broker.hooks import HookEvent
 from wrenmq.codec.packets import PubAck, PubComp, Publish, PubRec, PubRel
 from wrenmq.codec.properties import NO_PROPERTIES
 from wrenmq.codec.reason_codes import ReasonCode
-from wrenmq.errors import RemoteProtocolError
+from wrenmq.errors import MQTTError, RemoteProtocolError
 
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
@@ -46,6 +46,13 @@ def handle_publish(conn: Connection, p: Publish) -> None:
     if session is None:
         raise RemoteProtocolError(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNECT")
     broker.stats.messages_received += 1
+    limiter = conn.limiter
+    if limiter is not None and limiter.messages is not None:
+        debt = limiter.publish(broker.loop.time())
+        if debt and not conn.over_rate(debt, "message rate"):
+            raise MQTTError(
+                ReasonCode.MESSAGE_RATE_TOO_HIGH, "message rate above message_rate_limit"
+            )
     topic = p.topic
     props = p.properties
     if props is not NO_PROPERTIES:
@@ -83,10 +90,21 @@ def handle_publish(conn: Connection, p: Publish) -> None:
             # A resend of a message we already have: acknowledge, never route twice [MQTT-4.3.3].
             _ack(conn, 2, packet_id, _SUCCESS)
             return
-        if len(incoming) >= conn.receive_maximum:
+        # Receive Maximum exists only in MQTT 5; a 3.1.1 client was never told a limit.
+        if conn.version == 5 and len(incoming) >= conn.receive_maximum:
             raise RemoteProtocolError(
                 ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 than allowed"
             )  # [MQTT-3.3.4-9]
+    levels = cfg.max_topic_levels
+    if levels and topic.count("/") >= levels:
+        # Well formed but not accepted here: 0x90 Topic Name invalid (MQTT 5 table 2-6); dropped
+        # before routing, so deep topics cannot make matching expensive.
+        broker.message_dropped(None, None, "topic name deeper than max_topic_levels")
+        if qos:
+            if qos == 2 and conn.version < 5:
+                _remember_qos2(session, packet_id)
+            _ack(conn, qos, packet_id, ReasonCode.TOPIC_NAME_INVALID)
+        return
     limit = cfg.message_size_limit
     if limit and len(p.payload) > limit:
         broker.message_dropped(None, None, "payload larger than message_size_limit")
@@ -159,9 +177,15 @@ def handle_pubrel(conn: Connection, p: PubRel) -> None:
         return
     if p.packet_id in session.incoming_qos2:
         session.incoming_qos2.discard(p.packet_id)
+        pubcomp = b"\x70\x02" + p.packet_id.to_bytes(2, "big")
         if session.durable is not None:
             session.durable.incoming_qos2(session, p.packet_id, False)
-        conn.write(b"\x70\x02" + p.packet_id.to_bytes(2, "big"))
+            # After PUBCOMP the client reuses the packet id: the release must be durable first,
+            # or a crash brings the id back and the next message with it is taken for a resend
+            # and dropped (durability "ack").
+            conn.broker.send_ack(conn, pubcomp)
+        else:
+            conn.write(pubcomp)
     elif conn.version == 5:
         conn.send(PubComp(p.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
     else:

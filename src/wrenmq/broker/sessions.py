@@ -223,6 +223,10 @@ class Session:
         if durable is not None and msg.qos:
             durable.record(self, msg)
             if self.spilled or len(queue) >= durable.memory_queue:
+                if not self.spilled:
+                    # The on-disk tail starts here: a refill must not read back the deliveries
+                    # before it (in memory, in flight) a second time.
+                    self.spill_after = msg.seq - 1
                 self.spilled += 1  # on disk only; read back when the queue drains
                 return
         queue.append(msg)
@@ -297,7 +301,8 @@ class Session:
             if self.blocked:
                 self.release()
         durable = self.durable
-        if self.spilled and durable is not None and len(queue) < durable.memory_queue >> 1:
+        # Read the next page from disk early enough that the wire never waits for it.
+        if self.spilled and durable is not None and len(queue) < durable.memory_queue:
             durable.refill(self)
 
     def release(self) -> None:

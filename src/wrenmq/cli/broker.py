@@ -70,6 +70,13 @@ def _reload(broker: Broker) -> None:
         log.error("SIGHUP: keeping the previous password/ACL files: %s", exc)
     else:
         log.info("SIGHUP: password and ACL files reloaded")
+    try:
+        broker.reload_tls()
+    except ConfigError as exc:
+        log.error("SIGHUP: keeping the previous TLS certificates: %s", exc)
+    else:
+        if broker.tls_contexts:
+            log.info("SIGHUP: TLS certificates reloaded")
 
 
 async def _serve(config: BrokerConfig) -> None:

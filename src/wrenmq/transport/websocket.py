@@ -1,0 +1,360 @@
+"""MQTT over WebSocket, server side, on the ``websockets`` library's asyncio server.
+
+:func:`serve_websocket` accepts WebSocket connections on one path with the subprotocol ``mqtt``
+(or ``mqttv3.1``, MQTT 3.1's name) and gives each to a stream protocol made by a factory -- the
+broker's ``Connection`` -- through :class:`WebSocketTransport`, an ``asyncio.Transport`` look-alike.
+MQTT bytes travel in binary frames [MQTT-6.0.0-1]; a packet may span messages and a message may
+hold several packets, as the stream protocol decodes a byte stream either way [MQTT-6.0.0-2]. A
+text frame closes the connection. Other paths are answered with HTTP 404.
+
+The adapter, per connection:
+
+- reading: one task (the ``websockets`` handler) receives messages and calls
+  ``protocol.data_received``; ``pause_reading`` makes it stop receiving, and ``websockets`` then
+  stops reading the socket once ``max_queue`` messages are waiting.
+- writing: ``write`` appends to a buffer and wakes one sender task, which sends everything
+  buffered as one binary message (so a batch of packets flushed together is one frame) and
+  awaits ``websockets``' own flow control. The bytes buffered or in flight drive the protocol's
+  ``pause_writing``/``resume_writing`` against ``set_write_buffer_limits``, as on TCP.
+- closing: ``close`` sends what is buffered, then the close frame (1000).
+
+So a WebSocket connection costs two tasks and an ``await`` per message received and per batch
+sent, where TCP costs none; that is the price of the library's asyncio API, and WebSocket clients
+are rarely the broker's hot path. WebSocket pings are off (MQTT's keep alive does that job), and
+so is permessage-deflate (CPU per message for little gain on small binary packets).
+
+With ``proxy_protocol`` a PROXY header is read before the HTTP request
+(:class:`ProxiedServerConnection`), and the header's source is the connection's peer.
+
+Imports: asyncio, ``websockets``, and :mod:`wrenmq.transport`'s own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, NegotiationError
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Subprotocol
+
+from wrenmq.transport.proxy import ProxyHeader, ProxyHeaderReader, ProxyProtocolError
+from wrenmq.transport.tcp import format_peer
+
+__all__ = [
+    "SUBPROTOCOLS",
+    "ProxiedServerConnection",
+    "WebSocketServer",
+    "WebSocketTransport",
+    "serve_websocket",
+]
+
+log = logging.getLogger("wrenmq.transport.websocket")
+
+# [MQTT-6.0.0-3]/[MQTT-6.0.0-4]: "mqtt"; MQTT 3.1 clients (paho's MQTTv31) offer "mqttv3.1".
+SUBPROTOCOLS = (Subprotocol("mqtt"), Subprotocol("mqttv3.1"))
+CLOSE_TIMEOUT = 3.0  # seconds a closing handshake may take before the socket is dropped
+DEFAULT_HIGH_WATER = 64 * 1024
+
+
+class WebSocketTransport(asyncio.Transport):
+    """The transport a stream protocol sees for one WebSocket connection."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        super().__init__()
+        self._ws = ws
+        self._protocol: asyncio.Protocol | None = None
+        self._buffer: list[bytes] = []
+        self._buffered = 0  # bytes written and not yet handed to the socket
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_HIGH_WATER // 4
+        self._writing_paused = False
+        self._closing = False
+        self._close_code = 1000
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._wake = asyncio.Event()
+
+    # -- asyncio.Transport ----------------------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:  # noqa: D102
+        if name == "peername":
+            return self._ws.remote_address
+        if name == "websocket":
+            return self._ws
+        if name == "subprotocol":
+            return self._ws.subprotocol
+        if name == "proxy_header":
+            return getattr(self._ws, "proxy_header", default)
+        return self._ws.transport.get_extra_info(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:  # noqa: D102
+        if self._closing or not data:
+            return
+        # bytes(...) copies a bytearray the caller may reuse: sending happens later.
+        self._buffer.append(bytes(data))
+        self._buffered += len(data)
+        self._wake.set()
+        if not self._writing_paused and self._buffered > self._high:
+            self._writing_paused = True
+            if self._protocol is not None:
+                self._protocol.pause_writing()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # noqa: D102
+        self.write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:  # noqa: D102
+        return False
+
+    def is_closing(self) -> bool:  # noqa: D102
+        return self._closing
+
+    def close(self) -> None:
+        """Send what is buffered, then close the WebSocket (1000, normal closure)."""
+        if not self._closing:
+            self._closing = True
+            self._wake.set()
+            self._reading.set()  # a paused reader must see the close
+
+    def abort(self) -> None:
+        """Drop the connection without sending what is buffered."""
+        self._closing = True
+        self._buffer.clear()
+        self._reading.set()
+        self._ws.transport.abort()
+
+    def is_reading(self) -> bool:  # noqa: D102
+        return self._reading.is_set()
+
+    def pause_reading(self) -> None:  # noqa: D102
+        self._reading.clear()
+
+    def resume_reading(self) -> None:  # noqa: D102
+        self._reading.set()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:  # noqa: D102
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+
+    def get_write_buffer_size(self) -> int:  # noqa: D102
+        return self._buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:  # noqa: D102
+        return self._low, self._high
+
+    # -- driving the protocol -------------------------------------------------------------------
+
+    async def run(self, protocol: asyncio.Protocol) -> None:
+        """Serve the connection with ``protocol`` until it closes; calls ``connection_lost``."""
+        self._protocol = protocol
+        ws = self._ws
+        sender = asyncio.get_running_loop().create_task(self._send_loop())
+        exc: Exception | None = None
+        try:
+            protocol.connection_made(self)
+            while not self._closing:
+                if not self._reading.is_set():
+                    await self._paused(ws)
+                    continue
+                message = await ws.recv()
+                if isinstance(message, str):
+                    # [MQTT-6.0.0-1]: any frame but binary closes the network connection.
+                    log.warning("closing %s: text frame on an MQTT WebSocket", self._peer())
+                    self._buffer.clear()
+                    self._close_code = 1003  # unsupported data
+                    self.close()
+                    break
+                protocol.data_received(message)
+            await sender  # it sends what is buffered, then the close frame
+        except ConnectionClosedOK:
+            pass
+        except ConnectionClosed as closed:
+            exc = closed
+        finally:
+            self._closing = True
+            if not sender.done():
+                sender.cancel()  # the connection is gone: nothing left to send
+            try:
+                await sender
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+            self._protocol = None
+            protocol.connection_lost(exc)
+
+    async def _paused(self, ws: ServerConnection) -> None:
+        # Wait for resume_reading, or for the connection to end meanwhile.
+        resumed = asyncio.ensure_future(self._reading.wait())
+        closed = asyncio.ensure_future(ws.wait_closed())
+        try:
+            await asyncio.wait((resumed, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resumed.cancel()
+            closed.cancel()
+
+    async def _send_loop(self) -> None:
+        ws = self._ws
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._buffer:
+                chunks, self._buffer = self._buffer, []
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                await ws.send(data)  # bytes: one binary frame
+                self._buffered -= len(data)
+                if self._writing_paused and self._buffered <= self._low:
+                    self._writing_paused = False
+                    if self._protocol is not None:
+                        self._protocol.resume_writing()
+            if self._closing:
+                await ws.close(self._close_code)
+                return
+
+    def _peer(self) -> str:
+        return format_peer(self.get_extra_info("peername"))
+
+
+class ProxiedServerConnection(ServerConnection):
+    """A ``websockets`` server connection that first reads a PROXY protocol header."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._proxy_reader: ProxyHeaderReader | None = ProxyHeaderReader()
+        self.proxy_header: ProxyHeader | None = None
+
+    @property
+    def remote_address(self) -> Any:
+        """The client's address from the PROXY header, else the socket's peer."""
+        header = self.proxy_header
+        if header is not None and header.source is not None:
+            return header.source
+        return super().remote_address
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        reader = self._proxy_reader
+        if reader is not None:
+            try:
+                header = reader.feed(data)
+            except ProxyProtocolError as exc:
+                peer = format_peer(self.transport.get_extra_info("peername"))
+                log.warning(
+                    "closing the connection from %s: bad PROXY protocol header: %s", peer, exc
+                )
+                self._proxy_reader = None
+                self.transport.abort()
+                return
+            if header is None:
+                return
+            self._proxy_reader = None
+            self.proxy_header = header
+            data = reader.rest
+            if not data:
+                return
+        super().data_received(data)
+
+
+class WebSocketServer:
+    """A listening WebSocket endpoint; ``close``/``wait_closed``/``sockets`` as ``asyncio.Server``.
+
+    ``close`` stops accepting and drops handshakes in progress, but leaves open connections to
+    their protocols (the broker sends DISCONNECT to each, then closes them).
+    """
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    @property
+    def sockets(self) -> Sequence[Any]:
+        """The listening sockets."""
+        return tuple(self._server.sockets)
+
+    def close(self) -> None:
+        """Stop accepting; cancel the handlers of connections still in their handshake."""
+        self._server.close(close_connections=False)
+        for connection, task in list(self._server.handlers.items()):
+            if connection.protocol.state is State.CONNECTING:
+                task.cancel()  # websockets aborts the socket on cancellation, without logging
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection handler has returned."""
+        await self._server.wait_closed()
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    for name in SUBPROTOCOLS:
+        if name in offered:
+            return name
+    if not offered:
+        # Lenient, like mosquitto: a client that offers no subprotocol at all still gets MQTT.
+        return None
+    raise NegotiationError(f"no MQTT subprotocol among {list(offered)!r}")
+
+
+async def serve_websocket(
+    protocol_factory: Callable[[], asyncio.Protocol],
+    *,
+    host: str,
+    port: int,
+    path: str = "/mqtt",
+    ssl_context: ssl.SSLContext | None = None,
+    proxy_protocol: bool = False,
+    open_timeout: float = 10.0,
+    max_size: int | None = None,
+) -> WebSocketServer:
+    """Listen for MQTT over WebSocket on ``host:port`` at ``path``.
+
+    Args:
+        protocol_factory: Makes the stream protocol for each accepted WebSocket connection.
+        host: Address to bind.
+        port: Port to bind; 0 for an ephemeral one.
+        path: The HTTP path of the endpoint; any other path gets 404. A query string is ignored.
+        ssl_context: Serve ``wss`` with this server context.
+        proxy_protocol: Expect a PROXY protocol header before the HTTP request.
+        open_timeout: Seconds for the TLS and WebSocket handshakes (and the PROXY header).
+        max_size: Largest WebSocket message, in bytes; None for no limit.
+    """
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path != path:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        return None
+
+    async def handler(ws: ServerConnection) -> None:
+        await WebSocketTransport(ws).run(protocol_factory())
+
+    extra: dict[str, Any] = {}
+    if ssl_context is not None:
+        extra["ssl"] = ssl_context
+    server = await serve(
+        handler,
+        host,
+        port,
+        subprotocols=list(SUBPROTOCOLS),
+        select_subprotocol=_select_subprotocol,
+        process_request=process_request,
+        compression=None,
+        server_header="wrenmq",
+        open_timeout=open_timeout,
+        ping_interval=None,
+        close_timeout=CLOSE_TIMEOUT,
+        max_size=max_size,
+        logger=log,
+        create_connection=ProxiedServerConnection if proxy_protocol else ServerConnection,
+        reuse_address=True,
+        backlog=4096,
+        **extra,
+    )
+    return WebSocketServer(server)
