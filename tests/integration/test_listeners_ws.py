@@ -96,7 +96,10 @@ class WsRaw(r.Raw):
     ) -> None:
         self.version = version
         offered = list(subprotocols) or None  # an empty list would send an empty header
-        self.ws = connect(url, subprotocols=offered, open_timeout=TIMEOUT)  # type: ignore[arg-type]
+        # Entered as a context manager: websockets >= 17.1 warns about a bare connect().
+        self.ws = connect(  # type: ignore[arg-type]
+            url, subprotocols=offered, open_timeout=TIMEOUT
+        ).__enter__()
         self.sock = _WsSocket(self.ws)  # type: ignore[assignment]
         self._buf = b""
 

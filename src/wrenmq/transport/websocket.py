@@ -282,9 +282,14 @@ class WebSocketServer:
     def close(self) -> None:
         """Stop accepting; cancel the handlers of connections still in their handshake."""
         self._server.close(close_connections=False)
-        for connection, task in list(self._server.handlers.items()):
-            if connection.protocol.state is State.CONNECTING:
-                task.cancel()  # websockets aborts the socket on cancellation, without logging
+        # websockets <= 15 maps connections to their handler tasks (a private attribute); later
+        # versions do not expose it, and a connection still in its handshake then ends on its own
+        # open timeout instead.
+        handlers: Any = getattr(self._server, "handlers", None)
+        if isinstance(handlers, dict):
+            for connection, task in list(handlers.items()):
+                if connection.protocol.state is State.CONNECTING:
+                    task.cancel()  # websockets aborts the socket on cancellation, silently
 
     async def wait_closed(self) -> None:
         """Wait until every connection handler has returned."""
