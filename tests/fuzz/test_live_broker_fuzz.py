@@ -628,7 +628,8 @@ def test_live_broker_survives_fuzzing(broker_process: BrokerProcess) -> None:
             assert len(want) >= GOOD_RATE * SECONDS * 0.2, f"pair {pair.index}: only {len(want)}"
 
         # Memory: back near the baseline once only the well-behaved clients remain.
-        settled = _wait(lambda: monitor.connected == 2 * GOOD_PAIRS + 1, 15)
+        # (An overloaded broker still has queued connections to accept: give it time.)
+        settled = _wait(lambda: monitor.connected == 2 * GOOD_PAIRS + 1, 15 + SECONDS)
         assert settled, f"$SYS still reports {monitor.connected} connected clients"
         time.sleep(2.0)
         after = bp.rss_mb()
