@@ -30,7 +30,7 @@ from wrenmq.broker.listener import Listening, open_listener, reload_certificates
 from wrenmq.broker.persistence.base import SessionStore
 from wrenmq.broker.persistence.sqlite import SQLiteStore
 from wrenmq.broker.retain import RetainedStore
-from wrenmq.broker.router import deliver_shared, route
+from wrenmq.broker.router import deliver_shared, reader, route
 from wrenmq.broker.sessions import SESSION_NEVER_EXPIRES, Outgoing, Session, SubOptions
 from wrenmq.broker.subs import SubscriptionIndex
 from wrenmq.broker.sys_tree import SysTree
@@ -492,7 +492,10 @@ class Broker:
             session.durable.save_session(session)
 
     def _redeliver_shared(self, session: Session, msg: Outgoing) -> None:
-        if not deliver_shared(msg.share, msg.template, msg.qos, msg.expires_at, exclude=session):
+        may_read = reader(self.acl, msg.template.topic)  # the other member must be allowed too
+        if not deliver_shared(
+            msg.share, msg.template, msg.qos, msg.expires_at, exclude=session, may_read=may_read
+        ):
             session.enqueue(msg)  # nobody else can take it: keep it for this member
 
     def _schedule_will(self, session: Session) -> None:

@@ -7,6 +7,7 @@ identifier and options; MQTT 3.x subscribers get one delivery at the highest gra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wrenmq.broker.auth.acl import Access
@@ -15,9 +16,9 @@ from wrenmq.codec.encode import PublishTemplate
 
 if TYPE_CHECKING:
     from wrenmq.broker.auth.acl import AclFile
-    from wrenmq.broker.subs import Match, SharedGroup, SubscriptionIndex
+    from wrenmq.broker.subs import SharedGroup, SubscriptionIndex
 
-__all__ = ["deliver_shared", "route"]
+__all__ = ["deliver_shared", "reader", "route"]
 
 
 def _online(session: Session) -> bool:
@@ -26,6 +27,26 @@ def _online(session: Session) -> bool:
 
 def _any(session: Session) -> bool:
     return True
+
+
+Reader = Callable[[Session], bool]
+
+
+def reader(acl: AclFile | None, topic: str) -> Reader | None:
+    """A READ check on ``topic`` per receiver, memoised for one message; None without an ACL."""
+    if acl is None:
+        return None
+    allowed: dict[Session, bool] = {}
+
+    def may_read(session: Session) -> bool:
+        ok = allowed.get(session)
+        if ok is None:
+            ok = allowed[session] = acl.check(
+                session.client_id, session.username, topic, Access.READ
+            )
+        return ok
+
+    return may_read
 
 
 def route(
@@ -44,105 +65,39 @@ def route(
     """
     match = index.match(topic)
     normal = match.normal
-    if acl is not None:
-        return _route_checked(match, acl, topic, template, qos, retain, expires_at, origin)
+    may_read = reader(acl, topic)
+    single = len(normal) == 1
+    best: dict[Session, int] | None = None
     count = 0
-    if len(normal) == 1:
-        session, opts, _ = normal[0]
-        if not (opts.no_local and session.client_id == origin):
-            v5 = session.version == 5
-            session.deliver(
-                template,
-                qos if qos < opts.qos else opts.qos,
-                retain and v5 and opts.retain_as_published,  # [MQTT-3.3.1-12/13]
-                (opts.sub_id,) if v5 and opts.sub_id else (),
-                expires_at,
-            )
-            count = 1
-    elif normal:
-        best: dict[Session, int] | None = None
-        for session, opts, _ in normal:
-            if opts.no_local and session.client_id == origin:
-                continue  # [MQTT-3.8.3-3]
-            granted = qos if qos < opts.qos else opts.qos
-            if session.version != 5:
-                if best is None:
-                    best = {}
-                if granted > best.get(session, -1):
-                    best[session] = granted
-                continue
-            session.deliver(
-                template,
-                granted,
-                retain and opts.retain_as_published,
-                (opts.sub_id,) if opts.sub_id else (),
-                expires_at,
-            )
-            count += 1
-        if best:
-            for session, granted in best.items():
-                session.deliver(template, granted, False, (), expires_at)
-            count += len(best)
-    for group in match.shared:
-        if deliver_shared(group, template, qos, expires_at):
-            count += 1
-    return count
-
-
-def _route_checked(
-    match: Match[Session, SubOptions],
-    acl: AclFile,
-    topic: str,
-    template: PublishTemplate,
-    qos: int,
-    retain: bool,
-    expires_at: float | None,
-    origin: str,
-) -> int:
-    """``route`` with a READ check per receiver (the slower path, taken only with an ACL)."""
-    allowed: dict[Session, bool] = {}
-
-    def may_read(session: Session) -> bool:
-        ok = allowed.get(session)
-        if ok is None:
-            ok = allowed[session] = acl.check(
-                session.client_id, session.username, topic, Access.READ
-            )
-        return ok
-
-    best: dict[Session, int] = {}
-    count = 0
-    for session, opts, _ in match.normal:
-        if (opts.no_local and session.client_id == origin) or not may_read(session):
+    for session, opts, _ in normal:
+        if opts.no_local and session.client_id == origin:
+            continue  # [MQTT-3.8.3-3]
+        if may_read is not None and not may_read(session):
             continue
         granted = qos if qos < opts.qos else opts.qos
         if session.version != 5:
-            if granted > best.get(session, -1):
-                best[session] = granted
+            if single:
+                session.deliver(template, granted, False, (), expires_at)  # [MQTT-3.3.1-9]
+                count += 1
+            elif best is None:
+                best = {session: granted}
+            elif granted > best.get(session, -1):
+                best[session] = granted  # 3.1.1: one delivery at the highest QoS [MQTT-3.3.5-1]
             continue
         session.deliver(
             template,
             granted,
-            retain and opts.retain_as_published,
+            retain and opts.retain_as_published,  # [MQTT-3.3.1-12/13]
             (opts.sub_id,) if opts.sub_id else (),
             expires_at,
         )
         count += 1
-    for session, granted in best.items():
-        session.deliver(template, granted, False, (), expires_at)
-    count += len(best)
+    if best:
+        for session, granted in best.items():
+            session.deliver(template, granted, False, (), expires_at)
+        count += len(best)
     for group in match.shared:
-        picked = group.pick(lambda s: s.conn is not None and may_read(s)) or group.pick(may_read)
-        if picked is not None:
-            session, opts = picked
-            session.deliver(
-                template,
-                qos if qos < opts.qos else opts.qos,
-                False,
-                (opts.sub_id,) if session.version == 5 and opts.sub_id else (),
-                expires_at,
-                group,
-            )
+        if deliver_shared(group, template, qos, expires_at, may_read=may_read):
             count += 1
     return count
 
@@ -153,12 +108,21 @@ def deliver_shared(
     qos: int,
     expires_at: float | None,
     exclude: Session | None = None,
+    may_read: Reader | None = None,
 ) -> bool:
-    """Deliver to one member of ``group``: a connected one if any [MQTT-4.8.2]."""
-    if exclude is None:
+    """Deliver to one member of ``group``: a connected one if any [MQTT-4.8.2]; with ``exclude``
+    (redelivery away from a member that left) only another connected one."""
+    if exclude is None and may_read is None:
         picked = group.pick(_online) or group.pick(_any)
     else:
-        picked = group.pick(lambda s: s is not exclude and s.conn is not None)
+        readable = may_read or _any
+
+        def online(s: Session) -> bool:
+            return s is not exclude and s.conn is not None and readable(s)
+
+        picked = group.pick(online)
+        if picked is None and exclude is None:
+            picked = group.pick(readable)
     if picked is None:
         return False
     session, opts = picked
