@@ -13,14 +13,18 @@ Everything the network side does happens in ``Connection`` callbacks without awa
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wrenmq.broker.auth.acl import Access, AclFile
+from wrenmq.broker.auth.base import AuthChain, Authenticator, Authorizer, PasswordFileAuthenticator
+from wrenmq.broker.auth.enhanced import AuthMethodFactory, ScramSha256
 from wrenmq.broker.auth.passwd import PasswordFile
+from wrenmq.broker.authorize import DeliveryAcl
 from wrenmq.broker.config import BrokerConfig
 from wrenmq.broker.connection import CLOSED, CONNECTING, Connection
 from wrenmq.broker.durable import Durable
@@ -39,6 +43,7 @@ from wrenmq.codec.packets import Will
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.codec.topics import validate_topic_name
+from wrenmq.errors import ConfigError
 
 __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 
@@ -98,6 +103,15 @@ class Broker:
         config: a ``BrokerConfig`` (e.g. from ``load_toml``); keyword arguments override it or,
             without it, build one (``Broker(port=1884, max_inflight_messages=50)``). ``port`` and
             ``bind_address`` keywords set the default listener.
+        store: Where sessions and retained messages are kept (default: SQLite in
+            ``persistence_location`` when ``persistence`` is on, else memory).
+        authenticators: Asked in order at CONNECT after the password file (``Authenticator``:
+            ``async authenticate(client_id, username, password, peer) -> Verdict``).
+        authorizers: Asked in order for PUBLISH and SUBSCRIBE access the ACL file does not
+            settle (``Authorizer``: ``async authorize(client_id, username, topic, access)``).
+        auth_methods: MQTT 5 enhanced authentication methods by name (factories of
+            ``broker.auth.enhanced.AuthMethod``); ``"SCRAM-SHA-256"`` is built in whenever a
+            password file is configured.
     """
 
     def __init__(
@@ -105,6 +119,9 @@ class Broker:
         config: BrokerConfig | None = None,
         *,
         store: SessionStore | None = None,
+        authenticators: Sequence[Authenticator] = (),
+        authorizers: Sequence[Authorizer] = (),
+        auth_methods: Mapping[str, AuthMethodFactory] | None = None,
         **kwargs: Any,
     ) -> None:
         if config is None:
@@ -112,6 +129,19 @@ class Broker:
         elif kwargs:
             config = config.replace(**kwargs)
         self.config = config
+        plugins = [_load_plugin(spec) for spec in config.auth_plugins]
+        self._authenticators = [*authenticators]
+        self._authorizers = [*authorizers]
+        self._auth_methods = dict(auth_methods or {})
+        for plugin in plugins:
+            if hasattr(plugin, "authenticate"):
+                self._authenticators.append(plugin)
+            if hasattr(plugin, "authorize"):
+                self._authorizers.append(plugin)
+            self._auth_methods.update(getattr(plugin, "auth_methods", None) or {})
+        self.authenticator: AuthChain | None = None  # None: the password file alone, inline
+        self.authorizer: AuthChain | None = None  # None: the ACL file alone, inline
+        self.auth_methods: dict[str, AuthMethodFactory] = {}
         self.hooks = Hooks()
         self.stats = BrokerStats()
         self.index: SubscriptionIndex[Session, SubOptions] = SubscriptionIndex()
@@ -122,6 +152,7 @@ class Broker:
         self.sessions: dict[str, Session] = {}
         self.passwords: PasswordFile | None = None
         self.acl: AclFile | None = None
+        self.read_acl: AclFile | DeliveryAcl | None = None  # the READ check on delivery
         self.reload_auth()
         self.tls_contexts = tls_contexts(config)  # by listener index; reload_tls() reloads them
         self.connections: set[Connection] = set()
@@ -287,6 +318,23 @@ class Broker:
         passwords = PasswordFile.load(cfg.password_file) if cfg.password_file else None
         acl = AclFile.load(cfg.acl_file) if cfg.acl_file else None
         self.passwords, self.acl = passwords, acl
+        authenticators: list[Authenticator] = [*self._authenticators]
+        if authenticators and passwords is not None:
+            authenticators.insert(0, PasswordFileAuthenticator(passwords))
+        self.authenticator = None
+        if authenticators:
+            self.authenticator = AuthChain(authenticators, (), allow_anonymous=cfg.allow_anonymous)
+        self.authorizer = None
+        if self._authorizers:
+            self.authorizer = AuthChain(
+                (), self._authorizers, allow_anonymous=False, cache_ttl=cfg.auth_cache_ttl
+            )
+        self.read_acl = acl if acl is None or self.authorizer is None else DeliveryAcl(acl)
+        methods: dict[str, AuthMethodFactory] = {}
+        if passwords is not None:
+            methods[ScramSha256.name] = ScramSha256(passwords.scram)
+        methods.update(self._auth_methods)
+        self.auth_methods = methods
 
     def reload_tls(self) -> None:
         """Reload the TLS listeners' certificate, key and CA files (SIGHUP does this).
@@ -492,7 +540,7 @@ class Broker:
             session.durable.save_session(session)
 
     def _redeliver_shared(self, session: Session, msg: Outgoing) -> None:
-        may_read = reader(self.acl, msg.template.topic)  # the other member must be allowed too
+        may_read = reader(self.read_acl, msg.template.topic)  # the other member must be allowed too
         if not deliver_shared(
             msg.share, msg.template, msg.qos, msg.expires_at, exclude=session, may_read=may_read
         ):
@@ -585,7 +633,7 @@ class Broker:
                 log.info("retained message on %r refused by the retained message caps", topic)
             elif self.durable is not None:
                 self.durable.retained(topic, template, qos, expires_at)
-        return route(self.index, topic, template, qos, retain, expires_at, origin, self.acl)
+        return route(self.index, topic, template, qos, retain, expires_at, origin, self.read_acl)
 
     def send_ack(self, conn: Connection, data: bytes) -> None:
         """Send a PUBACK/PUBREC, after the store commit it depends on in ``ack`` durability."""
@@ -597,7 +645,7 @@ class Broker:
     def send_retained(self, session: Session, topic_filter: str, opts: SubOptions) -> None:
         """Deliver the retained messages matching a new subscription [MQTT-3.3.1-9]."""
         sub_ids = (opts.sub_id,) if opts.sub_id and session.version == 5 else ()
-        acl = self.acl
+        acl = self.read_acl
         for msg in self.retained.matching(topic_filter, self.loop.time()):
             if acl is not None and not acl.check(
                 session.client_id, session.username, msg.template.topic, Access.READ
@@ -659,3 +707,27 @@ class Broker:
                 log.info("closing %r (%s): keep alive timeout", conn.client_id, conn.peer)
                 conn.disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
         self._sweep_handle = loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+
+def _load_plugin(spec: str) -> Any:
+    """The object named by an ``auth_plugins`` entry ``"module:name"`` (a callable is called)."""
+    module_name, _, name = spec.partition(":")
+    where = f"auth_plugins {spec!r}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(where, f"cannot import {module_name!r}: {exc}") from None
+    try:
+        target = getattr(module, name)
+    except AttributeError:
+        raise ConfigError(where, f"module {module_name!r} has no {name!r}") from None
+    plugin = target() if callable(target) and not _is_plugin(target) else target
+    if not (_is_plugin(plugin) or getattr(plugin, "auth_methods", None)):
+        raise ConfigError(
+            where, "expected an object with authenticate(), authorize() or auth_methods"
+        )
+    return plugin
+
+
+def _is_plugin(obj: object) -> bool:
+    return not isinstance(obj, type) and (hasattr(obj, "authenticate") or hasattr(obj, "authorize"))

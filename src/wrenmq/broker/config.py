@@ -119,6 +119,21 @@ def _optional(check: _Check) -> _Check:
     return lambda value, where: None if value is None else check(value, where)
 
 
+def _plugins(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(
+            where, f"expected an array of 'module:name' strings, got {_describe(value)}"
+        )
+    specs = []
+    for i, item in enumerate(value):
+        text = _text(item, f"{where}[{i}]")
+        module, sep, name = text.partition(":")
+        if not (sep and module and name):
+            raise ConfigError(f"{where}[{i}]", f"expected 'module:name', got {text!r}")
+        specs.append(text)
+    return tuple(specs)
+
+
 def _connection_limit(value: object, where: str) -> int:
     limit: int = _integer(-1)(value, where)
     if limit == 0:
@@ -201,6 +216,14 @@ class BrokerConfig:
         allow_anonymous: Accept clients that send no username. Default True.
         password_file: File that usernames and passwords are checked against; default None.
         acl_file: Access control list file; default None (every client may use every topic).
+        auth_plugins: ``"module:name"`` of objects (or of callables returning them, called with
+            no arguments) that are Authenticators (``authenticate``), Authorizers
+            (``authorize``) and/or carry ``auth_methods`` (MQTT 5 enhanced authentication);
+            asked after the password and ACL files. Default none.
+        auth_cache_ttl: Seconds a pluggable authorizer's verdict is reused; default 0 (asked
+            every time).
+        auth_timeout: Seconds a pluggable authenticator or authorizer may take before the
+            attempt is denied; > 0, default 10.0.
         max_keepalive: Largest keep alive a client may use, in seconds (MQTT 5 clients asking
             for more are sent it as Server Keep Alive); 0..65535, default 65535.
         connect_timeout: Seconds a new connection has to send CONNECT; > 0, default 10.0.
@@ -252,6 +275,9 @@ class BrokerConfig:
     allow_anonymous: bool = _field(True, _boolean)
     password_file: str | None = _field(None, _optional(_text))
     acl_file: str | None = _field(None, _optional(_text))
+    auth_plugins: tuple[str, ...] = _field((), _plugins)
+    auth_cache_ttl: float = _field(0.0, _seconds(positive=False))
+    auth_timeout: float = _field(10.0, _seconds(positive=True))
     max_keepalive: int = _field(65535, _integer(0, 65535))
     connect_timeout: float = _field(10.0, _seconds(positive=True))
     max_inflight_messages: int = _field(20, _integer(1, 65535))

@@ -5,12 +5,14 @@ packet and hands it to ``dispatch``; writes are collected per connection and flu
 loop iteration, so a burst of deliveries to one subscriber becomes one ``write``. Back-pressure:
 ``pause_writing`` marks the connection congested and deliveries queue in the session instead.
 
-Reading is paused for three independent reasons, each with its own state: back-pressure from slow
+Reading is paused for four independent reasons, each with its own state: back-pressure from slow
 subscribers (``waiting_on``/``paused_at``), the client's own rate limits (``throttle_handle``, see
-:mod:`wrenmq.broker.limits`), and output the client does not read (``congested``: a client that
+:mod:`wrenmq.broker.limits`), output the client does not read (``congested``: a client that
 sends PINGREQs or SUBSCRIBEs without reading the answers must not make the broker buffer without
-bound). What arrives while any holds waits, in order: decoded packets in ``backlog``, bytes not
-yet decoded in ``raw_pending``; reading resumes when none holds.
+bound), and an answer being awaited (``pending``: a pluggable authenticator, authorizer or
+enhanced authentication step that is a coroutine; see ``suspend``). What arrives while any
+holds waits, in order: decoded packets in ``backlog``, bytes not yet decoded in ``raw_pending``;
+reading resumes when none holds.
 """
 
 from __future__ import annotations
@@ -18,25 +20,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from wrenmq.broker import dispatch
 from wrenmq.codec.decode import StreamDecoder
 from wrenmq.codec.encode import PublishTemplate, encode
-from wrenmq.codec.packets import ConnAck, Disconnect, Packet
+from wrenmq.codec.packets import ConnAck, Connect, Disconnect, Packet
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import MQTTError
 
 if TYPE_CHECKING:
+    from wrenmq.broker.auth.acl import Access
+    from wrenmq.broker.auth.enhanced import AuthMethod
     from wrenmq.broker.broker import Broker
     from wrenmq.broker.config import ListenerConfig
+    from wrenmq.broker.hooks import Verdict
     from wrenmq.broker.limits import ClientLimiter
     from wrenmq.broker.sessions import Session
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("wrenmq.broker")
+
+_T = TypeVar("_T")
 
 CONNECTING, CONNECTED, CLOSED = 0, 1, 2
 WRITE_HIGH_WATER = 256 * 1024
@@ -53,13 +61,17 @@ class Connection(asyncio.Protocol):
         "_wbuf",
         "_wbytes",
         "aliases",
+        "auth_exchange",
+        "auth_method",
         "backlog",
         "broker",
         "client_id",
         "congested",
         "congested_at",
+        "connect_packet",
         "created_at",
         "decoder",
+        "granted",
         "keepalive",
         "last_rx",
         "limiter",
@@ -67,6 +79,7 @@ class Connection(asyncio.Protocol):
         "max_packet_size",
         "paused_at",
         "peer",
+        "pending",
         "pending_error",
         "problem_info",
         "raw_pending",
@@ -116,6 +129,14 @@ class Connection(asyncio.Protocol):
         self.source_ip: str | None = None
         self.limiter: ClientLimiter | None = None
         self.throttle_handle: asyncio.TimerHandle | None = None
+        # Enhanced authentication: the CONNECT's method and the exchange in progress.
+        self.auth_method: str | None = None
+        self.auth_exchange: AuthMethod | None = None
+        self.connect_packet: Connect | None = None  # the CONNECT an exchange will finish
+        # An awaited answer holds reading (``suspend``); authorizer verdicts it brought back,
+        # by (topic, access), each used once by the packet handled again.
+        self.pending: asyncio.Future[Any] | None = None
+        self.granted: dict[tuple[str, Access], Verdict] | None = None
         self._wbuf: list[bytes | bytearray] | None = None
         self._wbytes = 0  # bytes in _wbuf
 
@@ -183,6 +204,9 @@ class Connection(asyncio.Protocol):
         self._wbuf = None
         self.backlog = []
         self.raw_pending = b""
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         if self.throttle_handle is not None:
             self.throttle_handle.cancel()
             self.throttle_handle = None
@@ -237,8 +261,52 @@ class Connection(asyncio.Protocol):
             limiter.pardon(now, now - since)
 
     def held(self) -> bool:
-        """Whether reading is held: by back-pressure, the rate limit or unread output."""
-        return bool(self.waiting_on) or self.throttle_handle is not None or self.congested
+        """Whether reading is held: by back-pressure, the rate limit, unread output or an
+        awaited answer.
+        """
+        return (
+            bool(self.waiting_on)
+            or self.throttle_handle is not None
+            or self.congested
+            or self.pending is not None
+        )
+
+    # -- awaiting an answer ----------------------------------------------------------------------
+
+    def suspend(self, answer: Awaitable[_T], then: Callable[[_T], None]) -> None:
+        """Hold this connection until ``answer`` is in, then call ``then(result)``.
+
+        For the few packets that need a coroutine's answer (a pluggable authenticator, an
+        authorizer verdict not in the cache, an enhanced authentication step): reading pauses,
+        later packets of the batch wait in ``backlog`` and run after ``then``, in order. ``then``
+        may raise ``MQTTError`` to close the connection with that reason code. ``answer`` must
+        not raise (a failure is the caller's to turn into a verdict); if it does, the connection
+        is closed with 0x83.
+        """
+        future = asyncio.ensure_future(answer)
+        self.pending = future
+        if self.transport is not None:
+            self.transport.pause_reading()
+        future.add_done_callback(lambda f: self._answered(f, then))
+
+    def _answered(self, future: asyncio.Future[_T], then: Callable[[_T], None]) -> None:
+        if self.pending is not future or self.state == CLOSED:
+            return  # the connection went away meanwhile
+        self.pending = None
+        try:
+            then(future.result())
+        except MQTTError as exc:
+            dispatch.fail(self, exc)
+            return
+        except Exception:
+            log.exception(
+                "internal error completing a packet from %r (%s)", self.client_id, self.peer
+            )
+            dispatch.fail(
+                self, MQTTError(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, "internal error")
+            )
+            return
+        self._resume()
 
     def _resume(self) -> None:
         if self.state == CLOSED or self.held():

@@ -9,7 +9,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from wrenmq.broker import handle_connect, handle_disconnect, handle_publish, handle_subscribe
+from wrenmq.broker import (
+    handle_auth,
+    handle_connect,
+    handle_disconnect,
+    handle_publish,
+    handle_subscribe,
+)
 from wrenmq.codec.packets import (
     Auth,
     ConnAck,
@@ -61,12 +67,6 @@ def _server_only(conn: Connection, packet: Packet) -> None:
     )
 
 
-def _auth(conn: Connection, packet: Auth) -> None:
-    raise RemoteProtocolError(
-        ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method in CONNECT"
-    )
-
-
 _HANDLERS: dict[type, Callable[[Connection, Any], None]] = {
     Connect: handle_connect.handle_connect,
     Publish: handle_publish.handle_publish,
@@ -78,7 +78,7 @@ _HANDLERS: dict[type, Callable[[Connection, Any], None]] = {
     Unsubscribe: handle_subscribe.handle_unsubscribe,
     PingReq: _pingreq,
     Disconnect: handle_disconnect.handle_disconnect,
-    Auth: _auth,
+    Auth: handle_auth.handle_auth,
     ConnAck: _server_only,
     SubAck: _server_only,
     UnsubAck: _server_only,
@@ -94,9 +94,14 @@ def dispatch(conn: Connection, packets: list[Packet]) -> None:
             if conn.state == 2:  # closed by an earlier packet of this batch
                 return
             handlers[packet.__class__](conn, packet)
-            if conn.waiting_on or conn.throttle_handle is not None or conn.congested:
-                # Back-pressure (a subscriber's queue is long), the client's rate limit, or its
-                # unread output: the rest waits until all of them let go.
+            if (
+                conn.waiting_on
+                or conn.throttle_handle is not None
+                or conn.congested
+                or conn.pending is not None
+            ):
+                # Back-pressure (a subscriber's queue is long), the client's rate limit, its
+                # unread output or an awaited answer: the rest waits until all of them let go.
                 conn.backlog = packets[i + 1 :]
                 return
     except MQTTError as exc:

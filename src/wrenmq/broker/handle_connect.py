@@ -1,14 +1,30 @@
-"""CONNECT: version, client id, keep alive, authentication, session takeover/resume, CONNACK."""
+"""CONNECT: version, client id, keep alive, authentication, session takeover/resume, CONNACK.
+
+Authentication takes one of three paths:
+
+* the password file and listener rules, checked at once (the default, and the fast one);
+* pluggable authenticators (``Broker(authenticators=...)`` / ``auth_plugins``), awaited with
+  ``Connection.suspend`` after the password file, within ``auth_timeout``;
+* MQTT 5 enhanced authentication (CONNECT with an Authentication Method): an exchange of AUTH
+  packets driven by an ``AuthMethod`` (``broker.auth.enhanced``) until it succeeds or fails;
+  ``auth_step`` runs each step, for CONNECT and for re-authentication (``handle_auth``).
+
+Whatever the path, ``accept`` finishes the CONNECT once the client is authenticated.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from wrenmq.broker.hooks import HookEvent
+from wrenmq.broker.auth.enhanced import AuthOutcome, Continue, Failure, Success
+from wrenmq.broker.hooks import HookEvent, Verdict
 from wrenmq.broker.sessions import SESSION_NEVER_EXPIRES
-from wrenmq.codec.packets import ConnAck, Connect
+from wrenmq.codec.packets import Auth, ConnAck, Connect
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import MQTTError, RemoteProtocolError
@@ -17,7 +33,7 @@ from wrenmq.transport.tls import peer_common_name
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
 
-__all__ = ["handle_connect"]
+__all__ = ["accept", "auth_step", "handle_connect", "judged"]
 
 log = logging.getLogger("wrenmq.broker")
 
@@ -28,9 +44,6 @@ def authenticate(conn: Connection, p: Connect) -> None:
     """Check the user name and password against the listener's rules and the password file."""
     broker = conn.broker
     listener = conn.listener
-    allow_anonymous = broker.config.allow_anonymous
-    if listener is not None and listener.allow_anonymous is not None:
-        allow_anonymous = listener.allow_anonymous
     if listener is not None and listener.use_identity_as_username:
         # As mosquitto: the verified certificate's CN is the user name; no password is checked.
         identity = peer_common_name(conn.transport)
@@ -39,7 +52,7 @@ def authenticate(conn: Connection, p: Connect) -> None:
         conn.username = identity
         return
     if p.username is None:
-        if not allow_anonymous:
+        if not _allow_anonymous(conn):
             raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
         return
     passwords = broker.passwords
@@ -50,9 +63,107 @@ def authenticate(conn: Connection, p: Connect) -> None:
     conn.username = p.username
 
 
+def _allow_anonymous(conn: Connection) -> bool:
+    listener = conn.listener
+    if listener is not None and listener.allow_anonymous is not None:
+        return listener.allow_anonymous
+    return conn.broker.config.allow_anonymous
+
+
+async def judged(answer: Awaitable[Verdict], timeout: float, what: str) -> Verdict:
+    """A pluggable check's verdict; DENY when it takes longer than ``timeout`` or fails."""
+    try:
+        return await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        log.warning("%s took longer than auth_timeout (%gs): denied", what, timeout)
+    except Exception:
+        log.exception("%s failed: denied", what)
+    return Verdict.DENY
+
+
+def _authenticated(conn: Connection, p: Connect, verdict: Verdict) -> None:
+    """The pluggable authenticators have judged ``p``."""
+    if verdict is not Verdict.ALLOW:
+        if p.username is None:
+            raise MQTTError(ReasonCode.NOT_AUTHORIZED, "anonymous clients are not allowed")
+        raise MQTTError(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad user name or password")
+    conn.username = p.username
+    accept(conn, p)
+
+
+def _begin_enhanced(conn: Connection, p: Connect, method: str) -> None:
+    """Start the exchange of ``method`` with CONNECT's Authentication Data."""
+    factory = conn.broker.auth_methods.get(method)
+    if factory is None:
+        raise MQTTError(
+            ReasonCode.BAD_AUTHENTICATION_METHOD,
+            f"authentication method {method!r} is not supported",
+        )
+    conn.auth_method = method
+    conn.connect_packet = p
+    exchange = conn.auth_exchange = factory()
+    data = p.properties.authentication_data
+    auth_step(conn, lambda: exchange.start(conn.client_id, p.username, data))
+
+
+def auth_step(conn: Connection, call: Callable[[], AuthOutcome | Awaitable[AuthOutcome]]) -> None:
+    """Run one step of the enhanced authentication exchange and act on its outcome: at once, or
+    (a coroutine) once it is in, reading held meanwhile.
+    """
+    try:
+        result = call()
+    except Exception:
+        log.exception("authentication method %r failed", conn.auth_method)
+        result = Failure()
+    if inspect.isawaitable(result):
+        conn.suspend(
+            _awaited_outcome(result, conn.broker.config.connect_timeout),
+            lambda outcome: _settle(conn, outcome),
+        )
+    else:
+        _settle(conn, result)
+
+
+async def _awaited_outcome(answer: Awaitable[AuthOutcome], timeout: float) -> AuthOutcome:
+    try:
+        return await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        log.warning("an authentication step took longer than %gs", timeout)
+    except Exception:
+        log.exception("authentication method failed")
+    return Failure()
+
+
+def _settle(conn: Connection, outcome: AuthOutcome) -> None:
+    """Answer a step: AUTH 0x18 to go on; CONNACK / AUTH 0x00 on success; refuse on failure."""
+    method = conn.auth_method
+    if isinstance(outcome, Continue):
+        props = Properties(authentication_method=method, authentication_data=outcome.data)
+        conn.send(Auth(ReasonCode.CONTINUE_AUTHENTICATION, props))
+        return
+    conn.auth_exchange = None
+    if isinstance(outcome, Success):
+        if conn.state == 1:  # re-authentication [MQTT-4.12.1-1]
+            if outcome.username != conn.username:
+                raise MQTTError(ReasonCode.NOT_AUTHORIZED, "re-authenticated as a different user")
+            props = Properties(authentication_method=method, authentication_data=outcome.data)
+            conn.send(Auth(ReasonCode.SUCCESS, props))
+            return
+        p, conn.connect_packet = conn.connect_packet, None
+        if p is None or conn.state != 0:
+            raise MQTTError(ReasonCode.PROTOCOL_ERROR, "authentication ended out of turn")
+        conn.username = outcome.username
+        accept(conn, p, outcome.data)
+        return
+    if isinstance(outcome, Failure):
+        raise MQTTError(outcome.reason_code, outcome.reason)
+    log.error("authentication method %r answered %r; refusing", method, outcome)
+    raise MQTTError(ReasonCode.NOT_AUTHORIZED, "authentication failed")
+
+
 def handle_connect(conn: Connection, p: Connect) -> None:
     """Accept or refuse a CONNECT; on success the connection is bound to its session."""
-    if conn.state != 0:
+    if conn.state != 0 or conn.connect_packet is not None:
         raise RemoteProtocolError(ReasonCode.PROTOCOL_ERROR, "second CONNECT")  # [MQTT-3.1.0-2]
     broker = conn.broker
     cfg = broker.config
@@ -61,24 +172,45 @@ def handle_connect(conn: Connection, p: Connect) -> None:
     if version == 5:
         if props.request_problem_information == 0:
             conn.problem_info = False
-        if props.authentication_method is not None:
-            raise MQTTError(
-                ReasonCode.BAD_AUTHENTICATION_METHOD,
-                f"authentication method {props.authentication_method!r} is not supported",
-            )
         if props.maximum_packet_size:
             conn.max_packet_size = props.maximum_packet_size
 
     client_id = p.client_id
-    assigned = None
     if not client_id:
         # [MQTT-3.1.3-6]: the server assigns an id (3.1.1 checked clean session in the codec).
-        client_id = assigned = f"wrenmq-{uuid.uuid4().hex[:16]}"
+        client_id = f"wrenmq-{uuid.uuid4().hex[:16]}"
     conn.client_id = client_id
 
     if 0 <= cfg.max_connections <= broker.connected_count:
         raise MQTTError(ReasonCode.QUOTA_EXCEEDED, "too many connections")
-    authenticate(conn, p)
+    if version == 5 and props.authentication_method is not None:
+        _begin_enhanced(conn, p, props.authentication_method)
+        return
+    chain = broker.authenticator
+    if chain is None or (conn.listener is not None and conn.listener.use_identity_as_username):
+        authenticate(conn, p)
+        accept(conn, p)
+        return
+    # Pluggable authenticators: the password file first in the chain, then the plugins.
+    answer = chain.authenticate(
+        client_id, p.username, p.password, conn.peer, allow_anonymous=_allow_anonymous(conn)
+    )
+    conn.suspend(
+        judged(answer, cfg.auth_timeout, f"authenticating {client_id!r}"),
+        lambda verdict: _authenticated(conn, p, verdict),
+    )
+
+
+def accept(conn: Connection, p: Connect, auth_data: bytes | None = None) -> None:
+    """Finish a CONNECT whose client is authenticated: session, CONNACK."""
+    broker = conn.broker
+    cfg = broker.config
+    version = conn.version
+    props = p.properties
+    client_id = conn.client_id
+    assigned = client_id if not p.client_id else None
+    if 0 <= cfg.max_connections <= broker.connected_count:
+        raise MQTTError(ReasonCode.QUOTA_EXCEEDED, "too many connections")
     verdict = broker.hooks.intercept(HookEvent.CLIENT_CONNECTING, conn, p)
     if verdict is not None:
         raise MQTTError(verdict, "refused by the client_connecting interceptor")
@@ -151,6 +283,10 @@ def handle_connect(conn: Connection, p: Connect) -> None:
             fields["shared_subscription_available"] = 0
         if props.request_response_information:
             fields["response_information"] = f"wrenmq/response/{client_id}"
+        if conn.auth_method is not None:  # [MQTT-3.2.2-?]: the method of the exchange
+            fields["authentication_method"] = conn.auth_method
+            if auth_data is not None:
+                fields["authentication_data"] = auth_data
         ack_props = Properties(**fields)  # type: ignore[arg-type]
     conn.send(ConnAck(present, ReasonCode.SUCCESS, ack_props))
     if present:

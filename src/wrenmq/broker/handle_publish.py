@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wrenmq.broker.auth.acl import Access
+from wrenmq.broker.authorize import allowed, await_verdicts
 from wrenmq.broker.hooks import HookEvent
 from wrenmq.codec.packets import PubAck, PubComp, Publish, PubRec, PubRel
 from wrenmq.codec.properties import NO_PROPERTIES
@@ -39,15 +40,26 @@ def _remember_qos2(session: Session, packet_id: int) -> None:
         session.durable.incoming_qos2(session, packet_id, True)
 
 
+def _denied(conn: Connection, session: Session, qos: int, packet_id: int) -> None:
+    """Not authorized: 0x87 in MQTT 5; 3.1.1 cannot say no, so the message is dropped silently."""
+    if qos:
+        v5 = conn.version == 5
+        if qos == 2 and not v5:
+            _remember_qos2(session, packet_id)
+        _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED if v5 else _SUCCESS)
+
+
 def handle_publish(conn: Connection, p: Publish) -> None:
     """An incoming PUBLISH: validate, route to subscribers, store if retained, acknowledge."""
     broker = conn.broker
     session = conn.session
     if session is None:
         raise RemoteProtocolError(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNECT")
-    broker.stats.messages_received += 1
+    again = bool(conn.granted)  # handled again with an authorizer's verdict: counted already
+    if not again:
+        broker.stats.messages_received += 1
     limiter = conn.limiter
-    if limiter is not None and limiter.messages is not None:
+    if limiter is not None and limiter.messages is not None and not again:
         debt = limiter.publish(broker.loop.time())
         if debt and not conn.over_rate(debt, "message rate"):
             raise MQTTError(
@@ -123,15 +135,12 @@ def handle_publish(conn: Connection, p: Publish) -> None:
                 _remember_qos2(session, packet_id)
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
         return
-    acl = broker.acl
-    if acl is not None and not acl.check(conn.client_id, conn.username, topic, Access.WRITE):
-        # Denied: 0x87 in MQTT 5; 3.1.1 cannot say no, so the message is dropped silently.
-        if qos:
-            v5 = conn.version == 5
-            if qos == 2 and not v5:
-                _remember_qos2(session, packet_id)
-            _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED if v5 else _SUCCESS)
-        return
+    if broker.acl is not None or broker.authorizer is not None:
+        if await_verdicts(conn, [(topic, Access.WRITE)], lambda: handle_publish(conn, p)):
+            return  # handled again once the authorizers have answered
+        if not allowed(conn, topic, Access.WRITE):
+            _denied(conn, session, qos, packet_id)
+            return
     hooks = broker.hooks
     if hooks.intercepts_publish:
         result = hooks.intercept_publish(conn, topic, p.payload, qos, p.retain, props)

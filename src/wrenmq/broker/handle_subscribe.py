@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wrenmq.broker.auth.acl import Access
+from wrenmq.broker.authorize import allowed, await_verdicts
 from wrenmq.broker.hooks import HookEvent
 from wrenmq.broker.sessions import SubOptions
 from wrenmq.codec.packets import SubAck, Subscribe, UnsubAck, Unsubscribe
@@ -16,6 +17,15 @@ if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
 
 __all__ = ["handle_subscribe", "handle_unsubscribe"]
+
+
+def _valid(topic_filter: str) -> bool:
+    try:
+        validate_topic_filter(topic_filter)
+        parse_shared(topic_filter)
+    except RemoteProtocolError:
+        return False
+    return True
 
 
 def handle_subscribe(conn: Connection, p: Subscribe) -> None:
@@ -33,6 +43,14 @@ def handle_subscribe(conn: Connection, p: Subscribe) -> None:
                 "subscription identifiers are not supported",
             )
         sub_id = p.properties.subscription_identifiers[0]
+    check = broker.acl is not None or broker.authorizer is not None
+    if check and broker.authorizer is not None:
+        # Every verdict before any filter is granted: the packet may have to be handled again.
+        wanted = [
+            (s.topic_filter, Access.SUBSCRIBE) for s in p.subscriptions if _valid(s.topic_filter)
+        ]
+        if await_verdicts(conn, wanted, lambda: handle_subscribe(conn, p)):
+            return
     codes: list[ReasonCode] = []
     retained: list[tuple[str, SubOptions]] = []
     hooks = broker.hooks
@@ -67,10 +85,7 @@ def handle_subscribe(conn: Connection, p: Subscribe) -> None:
         if cfg.max_topic_levels and plain.count("/") + 1 > cfg.max_topic_levels:
             codes.append(ReasonCode.TOPIC_FILTER_INVALID)
             continue
-        acl = broker.acl
-        if acl is not None and not acl.check(
-            conn.client_id, conn.username, topic_filter, Access.SUBSCRIBE
-        ):
+        if check and not allowed(conn, topic_filter, Access.SUBSCRIBE):
             codes.append(ReasonCode.NOT_AUTHORIZED)  # 0x80 Failure in 3.1.1
             continue
         qos = min(sub.qos, cfg.max_qos)

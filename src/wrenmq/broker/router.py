@@ -16,6 +16,7 @@ from wrenmq.codec.encode import PublishTemplate
 
 if TYPE_CHECKING:
     from wrenmq.broker.auth.acl import AclFile
+    from wrenmq.broker.authorize import DeliveryAcl
     from wrenmq.broker.subs import SharedGroup, SubscriptionIndex
 
 __all__ = ["deliver_shared", "reader", "route"]
@@ -32,7 +33,7 @@ def _any(session: Session) -> bool:
 Reader = Callable[[Session], bool]
 
 
-def reader(acl: AclFile | None, topic: str) -> Reader | None:
+def reader(acl: AclFile | DeliveryAcl | None, topic: str) -> Reader | None:
     """A READ check on ``topic`` per receiver, memoised for one message; None without an ACL."""
     if acl is None:
         return None
@@ -57,7 +58,7 @@ def route(
     retain: bool,
     expires_at: float | None,
     origin: str,
-    acl: AclFile | None = None,
+    acl: AclFile | DeliveryAcl | None = None,
 ) -> int:
     """Deliver to every matching subscription; returns the number of deliveries made.
 

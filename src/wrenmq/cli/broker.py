@@ -29,9 +29,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--data-dir", metavar="DIR", help="keep sessions and retained messages in DIR (./data)"
     )
-    p.add_argument(
-        "--no-persistence", action="store_true", help="keep everything in memory only"
-    )
+    p.add_argument("--no-persistence", action="store_true", help="keep everything in memory only")
 
 
 def _sets(path: str | None, key: str) -> bool:

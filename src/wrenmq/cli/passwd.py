@@ -3,13 +3,18 @@
     wrenmq passwd [-c | -D] passwordfile username      prompt for the password (twice)
     wrenmq passwd [-c] -b passwordfile username password
     wrenmq passwd -U passwordfile                      hash a file of plain user:password lines
+    wrenmq passwd --scram [-c] [-b] passwordfile username [password]
 
-The files are Mosquitto 2 files (``$7$`` PBKDF2-SHA512), usable by both brokers. Differences from
-``mosquitto_passwd``: no ``-H`` (the legacy ``$6$`` hash is read, never written); the file is
-always written atomically with mode 0600; ``-U`` leaves already hashed lines alone instead of
-hashing them again; usernames that Mosquitto would misread (leading ``#``, control characters,
-surrounding blanks) are refused, and so is an empty password (no broker would accept it). A
-password that starts with ``-`` goes after ``--``.
+The files are Mosquitto 2 files (``$7$`` PBKDF2-SHA512), usable by both brokers. With ``--scram``
+the user's line holds SCRAM-SHA-256 credentials instead (a wrenmq extension Mosquitto does not
+read): that user can then log in with MQTT 5 enhanced authentication ``SCRAM-SHA-256`` as well
+as with a plain password.
+
+Differences from ``mosquitto_passwd``: no ``-H`` (the legacy ``$6$`` hash is read, never
+written); the file is always written atomically with mode 0600; ``-U`` leaves already hashed
+lines alone instead of hashing them again; usernames that Mosquitto would misread (leading ``#``,
+control characters, surrounding blanks) are refused, and so is an empty password (no broker would
+accept it). A password that starts with ``-`` goes after ``--``.
 
 Errors print ``wrenmq passwd: <why>`` on stderr and exit with status 1.
 """
@@ -50,6 +55,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="hash the passwords of a file of plain username:password lines",
     )
+    p.add_argument(
+        "--scram",
+        action="store_true",
+        help="store SCRAM-SHA-256 credentials (MQTT 5 enhanced authentication; wrenmq only)",
+    )
     p.add_argument("passwordfile", help="the password file")
     p.add_argument("username", nargs="?", help="the user to add, change or delete")
     p.add_argument("password", nargs="?", help="the password (with -b only)")
@@ -68,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> None:
     path: str = args.passwordfile
     if args.upgrade:
-        if args.create or args.delete or args.batch or args.username is not None:
+        if args.create or args.delete or args.batch or args.scram or args.username is not None:
             raise _Failure("-U takes only the password file")
         _save(_load(path, plain=True), path)
         return
@@ -100,7 +110,7 @@ def _run(args: argparse.Namespace) -> None:
     password = args.password if args.batch else _prompt()
     if not password:
         raise _Failure("empty password (Mosquitto and wrenmq refuse empty passwords at CONNECT)")
-    pwfile.set(username, password.encode("utf-8", "surrogateescape"))
+    pwfile.set(username, password.encode("utf-8", "surrogateescape"), scram=args.scram)
     _save(pwfile, path)
 
 

@@ -18,8 +18,8 @@ User name and password are prepared with SASLprep (RFC 4013) as RFC 5802 section
 user name as a query string, the password as a stored string. The salted password of the last
 (salt, iteration count) is kept, so reconnecting does not cost another PBKDF2.
 
-Imports the stdlib (``hashlib``, ``hmac``, ``base64``, ``secrets``, ``stringprep``) and
-``wrenmq.errors``.
+Imports the stdlib (``hashlib``, ``hmac``, ``base64``, ``secrets``), ``wrenmq.errors`` and the
+primitives in ``wrenmq.protocol.scram`` (shared with the broker).
 """
 
 from __future__ import annotations
@@ -29,72 +29,30 @@ import binascii
 import hashlib
 import hmac
 import secrets
-import stringprep
-import unicodedata
-from typing import Final
 
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.errors import AuthError
+from wrenmq.protocol.scram import (
+    CHANNEL_BINDING,
+    GS2_HEADER,
+    METHOD,
+    hmac_sha256,
+    parse_attributes,
+    salted_password,
+    saslprep,
+    xor,
+)
 
 __all__ = ["METHOD", "ScramSha256Authenticator", "saslprep"]
 
-METHOD: Final = "SCRAM-SHA-256"
-_GS2_HEADER: Final = "n,,"  # no channel binding, no authorization identity
-_CHANNEL_BINDING: Final = base64.b64encode(_GS2_HEADER.encode()).decode()  # "biws"
-_HASH: Final = "sha256"
-
 _START, _FIRST_SENT, _FINAL_SENT, _DONE = range(4)
-
-_PROHIBITED = (
-    stringprep.in_table_c12,
-    stringprep.in_table_c21,
-    stringprep.in_table_c22,
-    stringprep.in_table_c3,
-    stringprep.in_table_c4,
-    stringprep.in_table_c5,
-    stringprep.in_table_c6,
-    stringprep.in_table_c7,
-    stringprep.in_table_c8,
-    stringprep.in_table_c9,
-)
-
-
-def saslprep(text: str, *, allow_unassigned: bool = False) -> str:
-    """Prepare ``text`` with the SASLprep profile of stringprep (RFC 4013).
-
-    Raises:
-        ValueError: ``text`` holds a prohibited character or breaks the bidi rules.
-    """
-    mapped = "".join(
-        " " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c)
-    )
-    prepared = unicodedata.normalize("NFKC", mapped)
-    for c in prepared:
-        if any(check(c) for check in _PROHIBITED):
-            raise ValueError(f"prohibited character U+{ord(c):04X}")
-        if not allow_unassigned and stringprep.in_table_a1(c):
-            raise ValueError(f"unassigned code point U+{ord(c):04X}")
-    if any(stringprep.in_table_d1(c) for c in prepared):  # RFC 3454 section 6
-        if any(stringprep.in_table_d2(c) for c in prepared):
-            raise ValueError("mixes right-to-left and left-to-right characters")
-        if not (stringprep.in_table_d1(prepared[0]) and stringprep.in_table_d1(prepared[-1])):
-            raise ValueError("right-to-left text must start and end right-to-left")
-    return prepared
-
-
-def _hmac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, _HASH).digest()
 
 
 def _attributes(message: str) -> dict[str, str]:
-    """Parse ``a=value,b=value`` (values may contain '=')."""
-    attrs: dict[str, str] = {}
-    for part in message.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or len(name) != 1:
-            raise AuthError(ReasonCode.NOT_AUTHORIZED, f"SCRAM: malformed attribute {part!r}")
-        attrs.setdefault(name, value)
-    return attrs
+    try:
+        return parse_attributes(message)
+    except ValueError as exc:
+        raise AuthError(ReasonCode.NOT_AUTHORIZED, f"SCRAM: {exc}") from None
 
 
 class ScramSha256Authenticator:
@@ -142,7 +100,7 @@ class ScramSha256Authenticator:
         self._client_first_bare = f"n={self._username},r={self._nonce}"
         self._server_signature = b""
         self._state = _FIRST_SENT
-        return (_GS2_HEADER + self._client_first_bare).encode()
+        return (GS2_HEADER + self._client_first_bare).encode()
 
     def challenge(self, data: bytes) -> bytes:
         """Answer the server-first-message (or check a server-final-message sent in AUTH)."""
@@ -175,13 +133,13 @@ class ScramSha256Authenticator:
                 ReasonCode.NOT_AUTHORIZED, f"SCRAM: iteration count {iterations} refused"
             )
         salted = self._salted_password(salt, iterations)
-        client_key = _hmac(salted, b"Client Key")
+        client_key = hmac_sha256(salted, b"Client Key")
         stored_key = hashlib.sha256(client_key).digest()
-        without_proof = f"c={_CHANNEL_BINDING},r={nonce}"
+        without_proof = f"c={CHANNEL_BINDING},r={nonce}"
         auth_message = f"{self._client_first_bare},{server_first},{without_proof}".encode()
-        signature = _hmac(stored_key, auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        self._server_signature = _hmac(_hmac(salted, b"Server Key"), auth_message)
+        signature = hmac_sha256(stored_key, auth_message)
+        proof = xor(client_key, signature)
+        self._server_signature = hmac_sha256(hmac_sha256(salted, b"Server Key"), auth_message)
         self._state = _FINAL_SENT
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
@@ -213,6 +171,6 @@ class ScramSha256Authenticator:
         cached = self._salted
         if cached is not None and cached[0] == salt and cached[1] == iterations:
             return cached[2]
-        salted = hashlib.pbkdf2_hmac(_HASH, self._password, salt, iterations)
+        salted = salted_password(self._password, salt, iterations)
         self._salted = (salt, iterations, salted)
         return salted

@@ -179,11 +179,22 @@ class AuthChain:
         self.errors = 0
 
     async def authenticate(
-        self, client_id: str, username: str | None, password: bytes | None, peer: str
+        self,
+        client_id: str,
+        username: str | None,
+        password: bytes | None,
+        peer: str,
+        *,
+        allow_anonymous: bool | None = None,
     ) -> Verdict:
-        """Judge a CONNECT; returns ALLOW or DENY, never DEFER."""
+        """Judge a CONNECT; returns ALLOW or DENY, never DEFER.
+
+        ``allow_anonymous`` overrides the chain's for this call (a listener's own setting).
+        """
+        if allow_anonymous is None:
+            allow_anonymous = self._allow_anonymous
         if not self._authenticators:
-            return Verdict.ALLOW if self._allow_anonymous else Verdict.DENY
+            return Verdict.ALLOW if allow_anonymous else Verdict.DENY
         for authenticator in self._authenticators:
             try:
                 verdict = await authenticator.authenticate(client_id, username, password, peer)
@@ -193,9 +204,29 @@ class AuthChain:
                 return Verdict.DENY
             if verdict is not Verdict.DEFER:
                 return self._settled(verdict, authenticator)
-        if self._allow_anonymous and username is None:
+        if allow_anonymous and username is None:
             return Verdict.ALLOW
         return Verdict.DENY
+
+    @property
+    def authorizes(self) -> bool:
+        """Whether any authorizer is configured."""
+        return bool(self._authorizers)
+
+    def cached(
+        self, client_id: str, username: str | None, topic: str, access: Access
+    ) -> Verdict | None:
+        """The cached verdict for this access, None when there is none (or it expired)."""
+        if not self._cache_ttl:
+            return None
+        key = (client_id, username, topic, access)
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        if hit[0] > self._clock():
+            return hit[1]
+        del self._cache[key]
+        return None
 
     async def authorize(
         self, client_id: str, username: str | None, topic: str, access: Access

@@ -5,7 +5,10 @@ One ``username:hash`` entry a line; the hash is one of
 * ``$7$<iterations>$<base64 salt>$<base64 hash>``: PBKDF2-HMAC-SHA512, what ``mosquitto_passwd``
   2.0 writes (101 iterations, 12-byte salt, 64-byte hash, standard padded base64);
 * ``$6$<base64 salt>$<base64 hash>``: SHA-512 of password + salt, the Mosquitto 1.x format (read
-  and verified, never written).
+  and verified, never written);
+* ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` (PostgreSQL's format): a wrenmq
+  extension, written by ``wrenmq passwd --scram``. Such a user can log in with a plain password
+  and with MQTT 5 enhanced authentication ``SCRAM-SHA-256``; Mosquitto does not read these lines.
 
 Like the Mosquitto broker, a line whose first character is ``#`` is a comment, blank lines are
 skipped and blanks around the username and the hash are trimmed. Unlike it, a line that cannot be
@@ -17,8 +20,8 @@ Plain passwords are never stored: :meth:`PasswordFile.set` keeps only the hash, 
 logs. :meth:`PasswordFile.verify` compares digests in constant time and does the same work for an
 unknown user as for a known one, so timing does not tell which usernames exist.
 
-Pure module: stdlib (base64, binascii, hashlib, hmac, os, secrets, tempfile) and ``wrenmq.errors``
-only; no asyncio, no clock.
+Pure module: stdlib (base64, binascii, hashlib, hmac, os, secrets, tempfile), ``wrenmq.errors``
+and ``wrenmq.protocol.scram``; no asyncio, no clock.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wrenmq.errors import ConfigError
+from wrenmq.protocol.scram import ScramCredentials
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -48,6 +52,7 @@ SALT_BYTES = 12  # mosquitto_passwd 2.0 (SALT_LEN)
 _HASH_BYTES = 64  # SHA-512 digest size
 _PBKDF2 = "7"
 _SHA512 = "6"
+_SCRAM = "SCRAM-SHA-256"
 _MAX_ITERATIONS = 10_000_000  # a typo, not a policy: refuse instead of hanging every CONNECT
 _MAX_USERNAME_BYTES = 65_535  # an MQTT UTF-8 string [MQTT-1.5.4]
 _BLANKS = " \t"
@@ -125,18 +130,30 @@ def _unb64(text: str, what: str) -> bytes:
 class _Hash:
     """A decoded hash; ``text`` is the exact string it was read from or written as."""
 
-    __slots__ = ("digest", "iterations", "salt", "scheme", "text")
+    __slots__ = ("digest", "iterations", "salt", "scheme", "scram", "text")
 
-    def __init__(self, scheme: str, iterations: int, salt: bytes, digest: bytes, text: str):
+    def __init__(
+        self,
+        scheme: str,
+        iterations: int,
+        salt: bytes,
+        digest: bytes,
+        text: str,
+        scram: ScramCredentials | None = None,
+    ):
         self.scheme = scheme
         self.iterations = iterations
         self.salt = salt
         self.digest = digest
         self.text = text
+        self.scram = scram
 
     @classmethod
     def parse(cls, text: str) -> _Hash:
-        """Decode ``$7$...`` or ``$6$...``; ValueError says what is wrong."""
+        """Decode ``$7$...``, ``$6$...`` or ``SCRAM-SHA-256$...``; ValueError says what is wrong."""
+        if text.startswith(_SCRAM):
+            creds = ScramCredentials.parse(text)
+            return cls(_SCRAM, creds.iterations, creds.salt, creds.stored_key, text, creds)
         parts = text.split("$")
         if len(parts) < 2 or parts[0] or parts[1] not in (_PBKDF2, _SHA512):
             raise ValueError("not a $7$ (PBKDF2-SHA512) or $6$ (SHA512) password hash")
@@ -162,6 +179,8 @@ class _Hash:
         return cls(scheme, iterations, salt, digest, text)
 
     def compute(self, password: bytes) -> bytes:
+        if self.scram is not None:
+            return self.scram.stored_key if self.scram.check_password(password) else b""
         if self.scheme == _PBKDF2:
             return hashlib.pbkdf2_hmac("sha512", password, self.salt, self.iterations)
         return hashlib.sha512(password + self.salt).digest()
@@ -300,20 +319,39 @@ class PasswordFile:
             return False
         return entry.matches(password)
 
+    def scram(self, username: str) -> ScramCredentials | None:
+        """The SCRAM-SHA-256 credentials of ``username``; None for an unknown user or one whose
+        line holds a Mosquitto hash (which cannot answer a SCRAM exchange).
+        """
+        entry = self._hashes.get(username)
+        return entry.scram if entry is not None else None
+
     # -- changes ----------------------------------------------------------------------------
 
     def set(
-        self, username: str, password: bytes | str, *, iterations: int = DEFAULT_ITERATIONS
+        self,
+        username: str,
+        password: bytes | str,
+        *,
+        iterations: int | None = None,
+        scram: bool = False,
     ) -> None:
         """Add a user or change the password of one (``mosquitto_passwd -b``).
 
-        Only the PBKDF2 hash is kept; a new user is appended at the end of the file.
+        Only a hash is kept: PBKDF2-SHA512 as Mosquitto (101 iterations by default), or with
+        ``scram`` SCRAM-SHA-256 credentials (4096 iterations by default). A new user is appended
+        at the end of the file.
 
         Raises:
             ValueError: The username is unusable (see :func:`validate_username`).
         """
         validate_username(username)
-        entry = _Hash.parse(hash_password(password, iterations=iterations))
+        if scram:
+            creds = ScramCredentials.from_password(password, iterations=iterations or 4096)
+            entry = _Hash.parse(str(creds))
+        else:
+            text = hash_password(password, iterations=iterations or DEFAULT_ITERATIONS)
+            entry = _Hash.parse(text)
         if username not in self._hashes:
             self._lines.append((username, ""))
         self._hashes[username] = entry

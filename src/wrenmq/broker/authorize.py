@@ -1,0 +1,123 @@
+"""Who may publish to, subscribe to and read a topic: the ACL file, then pluggable authorizers.
+
+The ACL file is asked first, synchronously (``AclFile.decide``): a grant or a deny rule settles
+it. What it says nothing about goes to the pluggable authorizers (``Broker(authorizers=...)`` or
+``auth_plugins``), whose verdict comes from their cache (``auth_cache_ttl``) or is awaited:
+``await_verdicts`` holds the connection (``Connection.suspend``), asks for every missing verdict
+at once, keeps the answers in ``conn.granted`` and handles the packet again, which then finds
+them. Without authorizers, what the ACL file does not grant is denied (Mosquitto), and without
+an ACL file everything is allowed.
+
+Pluggable authorizers judge PUBLISH (WRITE) and SUBSCRIBE, as EMQX's do; the READ check on each
+delivery stays synchronous on the broker's hot path: with authorizers configured it applies the
+ACL file's deny rules and grants only, and lets through what the file says nothing about (the
+authorizers already allowed the subscription).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from wrenmq.broker.auth.acl import Access, AclFile
+from wrenmq.broker.handle_connect import judged
+from wrenmq.broker.hooks import Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wrenmq.broker.connection import Connection
+
+__all__ = ["DeliveryAcl", "allowed", "await_verdicts"]
+
+
+class DeliveryAcl:
+    """The ACL file as the delivery check when authorizers follow it: only its deny rules and
+    grants count; what it says nothing about may be read.
+    """
+
+    __slots__ = ("_acl",)
+
+    def __init__(self, acl: AclFile) -> None:
+        self._acl = acl
+
+    def check(self, client_id: str, username: str | None, topic: str, access: Access) -> bool:
+        """False only when the file denies the access."""
+        return self._acl.decide(client_id, username, topic, access) is not False
+
+
+def _settled(conn: Connection, topic: str, access: Access) -> bool:
+    """Whether the ACL file, a verdict brought back, or the cache already answers."""
+    broker = conn.broker
+    acl = broker.acl
+    if acl is not None and acl.decide(conn.client_id, conn.username, topic, access) is not None:
+        return True
+    granted = conn.granted
+    if granted and (topic, access) in granted:
+        return True
+    chain = broker.authorizer
+    return chain is None or chain.cached(conn.client_id, conn.username, topic, access) is not None
+
+
+def await_verdicts(
+    conn: Connection, checks: list[tuple[str, Access]], retry: Callable[[], None]
+) -> bool:
+    """Ask the authorizers what nothing settles yet; True if that must be awaited (then the
+    connection is held and ``retry`` runs once every answer is in).
+    """
+    chain = conn.broker.authorizer
+    if chain is None:
+        return False
+    missing = [check for check in checks if not _settled(conn, *check)]
+    if not missing:
+        return False
+    client_id, username = conn.client_id, conn.username
+    timeout = conn.broker.config.auth_timeout
+
+    async def ask() -> list[Verdict]:
+        return list(
+            await asyncio.gather(
+                *(
+                    judged(
+                        chain.authorize(client_id, username, topic, access),
+                        timeout,
+                        f"authorizing {client_id!r} to {access.name} {topic!r}",
+                    )
+                    for topic, access in missing
+                )
+            )
+        )
+
+    def answered(verdicts: list[Verdict]) -> None:
+        granted = conn.granted
+        if granted is None:
+            granted = conn.granted = {}
+        granted.update(zip(missing, verdicts, strict=True))
+        try:
+            retry()
+        finally:
+            conn.granted = None  # non-empty only while the packet is handled again
+
+    conn.suspend(ask(), answered)
+    return True
+
+
+def allowed(conn: Connection, topic: str, access: Access) -> bool:
+    """The decision, now: the ACL file, then a verdict brought back or cached (asked beforehand
+    with ``await_verdicts``; one still missing is a denial).
+    """
+    broker = conn.broker
+    acl = broker.acl
+    if acl is not None:
+        decision = acl.decide(conn.client_id, conn.username, topic, access)
+        if decision is not None:
+            return decision
+    chain = broker.authorizer
+    if chain is None:
+        return acl is None  # the ACL file grants nothing here: denied, as in Mosquitto
+    granted = conn.granted
+    if granted:
+        verdict = granted.pop((topic, access), None)
+        if verdict is not None:
+            return verdict is Verdict.ALLOW
+    return chain.cached(conn.client_id, conn.username, topic, access) is Verdict.ALLOW
