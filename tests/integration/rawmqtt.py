@@ -16,7 +16,7 @@ TIMEOUT = 5.0
 
 # Packet types (high nibble of the first byte).
 CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 2, 3, 4, 5, 6, 7
-SUBACK, UNSUBACK, PINGRESP, DISCONNECT = 9, 11, 13, 14
+SUBACK, UNSUBACK, PINGRESP, DISCONNECT, AUTH = 9, 11, 13, 14, 15
 
 # Property identifiers used by the tests (MQTT 5.0 table 2-4).
 MESSAGE_EXPIRY_INTERVAL = 0x02
