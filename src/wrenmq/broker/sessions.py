@@ -115,6 +115,7 @@ class Session:
         "queue",
         "queue_qos0",
         "queued_bytes",
+        "queued_qos0",
         "spill_after",
         "spilled",
         "stalled",
@@ -149,6 +150,9 @@ class Session:
         self.max_queued_bytes = 0
         self.queued_bytes = 0  # payload bytes in ``queue``
         self.queue_qos0 = queue_qos0
+        # False once a scan found no QoS 0 message in ``queue`` (and none was queued since): a
+        # full queue of QoS 1/2 then drops its oldest without scanning it for every arrival.
+        self.queued_qos0 = False
         self.max_packet_size = 0  # the client's Maximum Packet Size; 0 = none announced
         self.incoming_qos2: set[int] = set()
         self.next_packet_id = 1
@@ -231,6 +235,8 @@ class Session:
                 return
         queue.append(msg)
         self.queued_bytes += size
+        if not msg.qos:
+            self.queued_qos0 = True
         if (
             len(queue) >= self.max_queued >> 1
             and self.conn is not None
@@ -244,10 +250,12 @@ class Session:
         itself if it is QoS 0, else the oldest message.
         """
         queue = self.queue
-        for i, queued in enumerate(queue):
-            if not queued.qos:
-                del queue[i]
-                return queued
+        if self.queued_qos0:
+            for i, queued in enumerate(queue):
+                if not queued.qos:
+                    del queue[i]
+                    return queued
+            self.queued_qos0 = False
         if not incoming.qos:
             return incoming
         return queue.popleft()
