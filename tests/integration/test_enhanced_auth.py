@@ -416,3 +416,61 @@ def test_reason_string_on_refusal(token_thread: BrokerThread) -> None:
         assert (REASON_STRING, "say hello") in items
     finally:
         r.close()
+
+
+# -- wrenmq pub / sub --scram ---------------------------------------------------------------------
+
+
+def test_cli_pub_and_sub_with_scram(password_file: Path) -> None:
+    bt = BrokerThread(password_file=str(password_file), allow_anonymous=False).start()
+    try:
+        addr = ["-h", "127.0.0.1", "-p", str(bt.port)]
+        creds = ["--scram", "-u", "alice", "-P", "wonderland"]
+        with subprocess.Popen(
+            [WRENMQ, "sub", *addr, *creds, "-t", "cli/#", "-v", "-C", "1", "-W", "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as sub:
+            deadline = time.monotonic() + 15
+            while bt.call(lambda: bt.broker.connected_count if bt.broker else 0) < 1:
+                assert time.monotonic() < deadline, "the subscriber did not connect"
+                time.sleep(0.05)
+            time.sleep(0.2)  # its SUBSCRIBE follows the CONNACK
+            pub = subprocess.run(
+                [WRENMQ, "pub", *addr, *creds, "-t", "cli/x", "-m", "over scram", "-q", "1"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            assert pub.returncode == 0, pub.stderr
+            out, err = sub.communicate(timeout=20)
+        assert sub.returncode == 0, err
+        assert out.strip() == "cli/x over scram"
+        refused = subprocess.run(
+            [WRENMQ, "pub", *addr, "--scram", "-u", "alice", "-P", "nope", "-t", "t", "-m", "x"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert refused.returncode != 0
+        assert "Not authorized" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        bt.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["-V", "mqttv311", "-u", "a", "-P", "b"], "needs MQTT 5"),
+        (["-u", "a"], "needs a user name and a password"),
+    ],
+)
+def test_cli_scram_usage_errors(args: list[str], why: str) -> None:
+    done = subprocess.run(
+        [WRENMQ, "pub", "-p", "1", "--scram", *args, "-t", "t", "-m", "x"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode != 0 and why in done.stderr, done.stderr

@@ -43,6 +43,8 @@ from urllib.parse import unquote, urlsplit
 
 from wrenmq.cli.props import PropertyAction
 from wrenmq.client import Client, DisconnectedError, Will
+from wrenmq.client.scram import METHOD as SCRAM_METHOD
+from wrenmq.client.scram import ScramSha256Authenticator
 from wrenmq.codec.properties import WILL, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.codec.topics import validate_topic_filter, validate_topic_name
@@ -174,6 +176,11 @@ def add_connection_arguments(p: argparse.ArgumentParser, *, commands: Sequence[s
     g.add_argument("-I", "--id-prefix", help="client id: this prefix and the process id")
     g.add_argument("-u", "--username", help="user name")
     g.add_argument("-P", "--pw", dest="password", help="password")
+    g.add_argument(
+        "--scram",
+        action="store_true",
+        help="log in with MQTT 5 SCRAM-SHA-256 as -u/-P (the password is never sent)",
+    )
     g.add_argument(
         "-k", "--keepalive", type=int_range(0, 0xFFFF), default=60, help="seconds (default 60)"
     )
@@ -398,6 +405,19 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "will": _will(args, props.get(WILL, {})),
         **_connect_kwargs(connect_props),
     }
+    if args.scram:
+        if version != 5:
+            raise UsageError("--scram needs MQTT 5 (-V mqttv5): it is enhanced authentication")
+        if kwargs["username"] is None or kwargs["password"] is None:
+            raise UsageError("--scram needs a user name and a password (-u and -P)")
+        try:
+            kwargs["authenticator"] = ScramSha256Authenticator(
+                kwargs["username"], kwargs["password"]
+            )
+        except ValueError as exc:
+            raise UsageError(f"--scram: {exc}") from None
+        kwargs["auth_method"] = SCRAM_METHOD
+        kwargs["password"] = None  # proved by the exchange, never sent
     tls = _tls_context(args, bool(url.get("tls")))
     kwargs["tls"] = tls
     port = args.port or url.get("port") or (8883 if tls is not None else 1883)
