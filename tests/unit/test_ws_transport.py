@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+from websockets.protocol import State
 
 from wrenmq.transport.websocket import WebSocketTransport
 
@@ -28,11 +29,14 @@ class FakeWs:
         self.closed_with: int | None = None
         self.closed = asyncio.Event()
         self.transport = self
+        self.protocol = self  # the library's sans-I/O object: only its state is read
+        self.state = State.OPEN
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 1883)}.get(name, default)
 
     def abort(self) -> None:
+        self.state = State.CLOSED
         self.closed.set()
         self.incoming.put_nowait(ConnectionClosedError(None, None))
 
@@ -50,6 +54,7 @@ class FakeWs:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed_with = code
+        self.state = State.CLOSED
         self.closed.set()
         self.incoming.put_nowait(ConnectionClosedOK(None, None))
 
@@ -199,3 +204,17 @@ async def test_abnormal_closure_is_reported(running: Any) -> None:
     ws.incoming.put_nowait(error)
     await asyncio.wait_for(task, 1)
     assert proto.events == ["made", ("lost", error)]
+
+
+async def test_peer_gone_while_paused_ends_the_connection(running: Any) -> None:
+    # A client that does not read (so the broker paused reading it) and then disconnects: the
+    # protocol must hear of it at once, not when reading resumes.
+    ws, proto, transport, task = running
+    transport.pause_reading()
+    ws.incoming.put_nowait(b"1")  # ends the recv already under way; then the loop waits
+    await settle()
+    ws.abort()
+    await asyncio.wait_for(task, 1)
+    assert proto.events[:2] == ["made", b"1"]
+    assert isinstance(proto.events[-1][1], ConnectionClosedError)
+    assert transport.is_closing()

@@ -2,7 +2,9 @@
 
 :func:`serve_websocket` accepts WebSocket connections on one path with the subprotocol ``mqtt``
 (or ``mqttv3.1``, MQTT 3.1's name) and gives each to a stream protocol made by a factory -- the
-broker's ``Connection`` -- through :class:`WebSocketTransport`, an ``asyncio.Transport`` look-alike.
+broker's ``Connection`` -- through :class:`WebSocketTransport`, an ``asyncio.Transport`` look-alike
+whose common part (extra info, pausing and the receiving loop, ``close``/``abort`` bookkeeping) is
+:class:`wrenmq.transport.ws_common.WebSocketTransportBase`, shared with the client's adapter.
 MQTT bytes travel in binary frames [MQTT-6.0.0-1]; a packet may span messages and a message may
 hold several packets, as the stream protocol decodes a byte stream either way [MQTT-6.0.0-2]. A
 text frame closes the connection. Other paths are answered with HTTP 404.
@@ -11,7 +13,8 @@ The adapter, per connection:
 
 - reading: one task (the ``websockets`` handler) receives messages and calls
   ``protocol.data_received``; ``pause_reading`` makes it stop receiving, and ``websockets`` then
-  stops reading the socket once ``max_queue`` messages are waiting.
+  stops reading the socket once ``max_queue`` messages are waiting. It stops receiving once
+  ``close`` is called.
 - writing: ``write`` appends to a buffer and wakes one sender task, which sends everything
   buffered as one binary message (so a batch of packets flushed together is one frame) and
   awaits ``websockets``' own flow control. The bytes buffered or in flight drive the protocol's
@@ -35,18 +38,19 @@ import asyncio
 import http
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, NegotiationError
+from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from wrenmq.transport.proxy import ProxyHeader, ProxyHeaderReader, ProxyProtocolError
 from wrenmq.transport.tcp import format_peer
+from wrenmq.transport.ws_common import CLOSE_TIMEOUT, WebSocketTransportBase
 
 __all__ = [
     "SUBPROTOCOLS",
@@ -60,40 +64,26 @@ log = logging.getLogger("wrenmq.transport.websocket")
 
 # [MQTT-6.0.0-3]/[MQTT-6.0.0-4]: "mqtt"; MQTT 3.1 clients (paho's MQTTv31) offer "mqttv3.1".
 SUBPROTOCOLS = (Subprotocol("mqtt"), Subprotocol("mqttv3.1"))
-CLOSE_TIMEOUT = 3.0  # seconds a closing handshake may take before the socket is dropped
 DEFAULT_HIGH_WATER = 64 * 1024
 
 
-class WebSocketTransport(asyncio.Transport):
+class WebSocketTransport(WebSocketTransportBase[ServerConnection]):
     """The transport a stream protocol sees for one WebSocket connection."""
 
     def __init__(self, ws: ServerConnection) -> None:
-        super().__init__()
-        self._ws = ws
-        self._protocol: asyncio.Protocol | None = None
+        super().__init__(ws)
         self._buffer: list[bytes] = []
         self._buffered = 0  # bytes written and not yet handed to the socket
         self._high = DEFAULT_HIGH_WATER
         self._low = DEFAULT_HIGH_WATER // 4
-        self._writing_paused = False
-        self._closing = False
-        self._close_code = 1000
-        self._reading = asyncio.Event()
-        self._reading.set()
         self._wake = asyncio.Event()
 
     # -- asyncio.Transport ----------------------------------------------------------------------
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:  # noqa: D102
-        if name == "peername":
-            return self._ws.remote_address
-        if name == "websocket":
-            return self._ws
-        if name == "subprotocol":
-            return self._ws.subprotocol
         if name == "proxy_header":
             return getattr(self._ws, "proxy_header", default)
-        return self._ws.transport.get_extra_info(name, default)
+        return super().get_extra_info(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:  # noqa: D102
         if self._closing or not data:
@@ -102,42 +92,13 @@ class WebSocketTransport(asyncio.Transport):
         self._buffer.append(bytes(data))
         self._buffered += len(data)
         self._wake.set()
-        if not self._writing_paused and self._buffered > self._high:
-            self._writing_paused = True
-            if self._protocol is not None:
-                self._protocol.pause_writing()
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # noqa: D102
-        self.write(b"".join(list_of_data))
-
-    def can_write_eof(self) -> bool:  # noqa: D102
-        return False
-
-    def is_closing(self) -> bool:  # noqa: D102
-        return self._closing
-
-    def close(self) -> None:
-        """Send what is buffered, then close the WebSocket (1000, normal closure)."""
-        if not self._closing:
-            self._closing = True
-            self._wake.set()
-            self._reading.set()  # a paused reader must see the close
+        if self._buffered > self._high:
+            self._pause_writing()
 
     def abort(self) -> None:
         """Drop the connection without sending what is buffered."""
-        self._closing = True
         self._buffer.clear()
-        self._reading.set()
-        self._ws.transport.abort()
-
-    def is_reading(self) -> bool:  # noqa: D102
-        return self._reading.is_set()
-
-    def pause_reading(self) -> None:  # noqa: D102
-        self._reading.clear()
-
-    def resume_reading(self) -> None:  # noqa: D102
-        self._reading.set()
+        super().abort()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:  # noqa: D102
         if high is None:
@@ -159,29 +120,12 @@ class WebSocketTransport(asyncio.Transport):
     async def run(self, protocol: asyncio.Protocol) -> None:
         """Serve the connection with ``protocol`` until it closes; calls ``connection_lost``."""
         self._protocol = protocol
-        ws = self._ws
         sender = asyncio.get_running_loop().create_task(self._send_loop())
         exc: Exception | None = None
         try:
             protocol.connection_made(self)
-            while not self._closing:
-                if not self._reading.is_set():
-                    await self._paused(ws)
-                    continue
-                message = await ws.recv()
-                if isinstance(message, str):
-                    # [MQTT-6.0.0-1]: any frame but binary closes the network connection.
-                    log.warning("closing %s: text frame on an MQTT WebSocket", self._peer())
-                    self._buffer.clear()
-                    self._close_code = 1003  # unsupported data
-                    self.close()
-                    break
-                protocol.data_received(message)
-            await sender  # it sends what is buffered, then the close frame
-        except ConnectionClosedOK:
-            pass
-        except ConnectionClosed as closed:
-            exc = closed
+            # The sender, once closing, sends what is buffered, then the close frame.
+            exc = await self._receive_until_end(protocol, then=sender)
         finally:
             self._closing = True
             if not sender.done():
@@ -193,15 +137,18 @@ class WebSocketTransport(asyncio.Transport):
             self._protocol = None
             protocol.connection_lost(exc)
 
-    async def _paused(self, ws: ServerConnection) -> None:
-        # Wait for resume_reading, or for the connection to end meanwhile.
-        resumed = asyncio.ensure_future(self._reading.wait())
-        closed = asyncio.ensure_future(ws.wait_closed())
-        try:
-            await asyncio.wait((resumed, closed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            resumed.cancel()
-            closed.cancel()
+    def _stop_receiving(self) -> bool:
+        # Once closing, what the peer sends is not the protocol's business: the sender task
+        # flushes the buffer and runs the closing handshake.
+        return self._closing
+
+    def _text_frame(self) -> None:
+        log.warning("closing %s: text frame on an MQTT WebSocket", self._peer())
+        self._buffer.clear()
+        super()._text_frame()
+
+    def _start_close(self) -> None:
+        self._wake.set()  # the sender sends what is buffered, then the close frame
 
     async def _send_loop(self) -> None:
         ws = self._ws
@@ -213,10 +160,8 @@ class WebSocketTransport(asyncio.Transport):
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 await ws.send(data)  # bytes: one binary frame
                 self._buffered -= len(data)
-                if self._writing_paused and self._buffered <= self._low:
-                    self._writing_paused = False
-                    if self._protocol is not None:
-                        self._protocol.resume_writing()
+                if self._buffered <= self._low:
+                    self._resume_writing()
             if self._closing:
                 await ws.close(self._close_code)
                 return

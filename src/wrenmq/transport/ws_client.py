@@ -3,15 +3,19 @@
 :func:`connect_websocket` opens ``ws://host:port/path`` (``wss://`` with an SSL context) offering
 the subprotocol ``mqtt`` [MQTT-6.0.0-3], then drives an ``asyncio.Protocol`` -- the client's
 ``Connection`` -- through :class:`WebSocketClientTransport`, an ``asyncio.Transport`` look-alike,
-exactly as ``loop.create_connection`` would. MQTT bytes travel in binary messages
-[MQTT-6.0.0-1]; the protocol decodes a byte stream, so a packet may span messages and a message
-may hold several packets [MQTT-6.0.0-2]. A text message closes the connection (1003).
+exactly as ``loop.create_connection`` would. What it shares with the server's adapter (extra info,
+pausing and the receiving loop, ``close``/``abort`` bookkeeping) is
+:class:`wrenmq.transport.ws_common.WebSocketTransportBase`; this module adds what is the client's.
+MQTT bytes travel in binary messages [MQTT-6.0.0-1]; the protocol decodes a byte stream, so a
+packet may span messages and a message may hold several packets [MQTT-6.0.0-2]. A text message
+closes the connection (1003).
 
 The adapter, per connection:
 
 - reading: one task receives messages and calls ``protocol.data_received``; that is the only
   task. ``pause_reading`` makes it stop receiving, and ``websockets`` then stops reading the
-  socket once ``max_queue`` messages wait.
+  socket once ``max_queue`` messages wait. It goes on receiving after ``close`` until the library
+  reports the end, and stops if the connection ends while reading is paused.
 - writing: synchronous, like a TCP transport: ``write`` frames the bytes as one binary message
   with the library's Sans-I/O protocol object (``connection.protocol.send_binary``) and hands them
   to the socket (``connection.send_data()``), so packets keep their order with no task and no
@@ -26,7 +30,7 @@ would otherwise honour ``https_proxy``): MQTT clients connect directly.
 
 Relies on the asyncio implementation of ``websockets`` (13.1 and later): ``connect`` with
 ``create_connection``, and ``Connection.protocol`` / ``send_data()``. Imports asyncio, inspect,
-ssl and ``websockets`` only.
+ssl, ``websockets`` and :mod:`wrenmq.transport.ws_common` only.
 """
 
 from __future__ import annotations
@@ -35,20 +39,21 @@ import asyncio
 import inspect
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.protocol import State
 from websockets.typing import Subprotocol
+
+from wrenmq.transport.ws_common import CLOSE_TIMEOUT, WebSocketTransportBase
 
 __all__ = ["WebSocketClientTransport", "WebSocketError", "connect_websocket"]
 
 log = logging.getLogger("wrenmq.transport.ws_client")
 
 MQTT_SUBPROTOCOL = Subprotocol("mqtt")
-CLOSE_TIMEOUT = 3.0  # seconds the closing handshake may take before the socket is dropped
 # websockets 15 added proxy support, on by default (from the environment): turn it off.
 _NO_PROXY: dict[str, Any] = (
     {"proxy": None} if "proxy" in inspect.signature(connect.__init__).parameters else {}
@@ -75,20 +80,13 @@ class _MQTTClientConnection(ClientConnection):
             self.adapter._resume_writing()
 
 
-class WebSocketClientTransport(asyncio.Transport):
+class WebSocketClientTransport(WebSocketTransportBase[ClientConnection]):
     """The transport a stream protocol sees for one client WebSocket connection."""
 
     def __init__(self, ws: ClientConnection) -> None:
-        super().__init__()
-        self._ws = ws
-        self._protocol: asyncio.Protocol | None = None
-        self._closing = False
-        self._close_code = 1000
-        self._reading = asyncio.Event()
-        self._reading.set()
+        super().__init__(ws)
         self._reader: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._writing_paused = False
 
     @property
     def websocket(self) -> ClientConnection:
@@ -106,15 +104,9 @@ class WebSocketClientTransport(asyncio.Transport):
     # -- asyncio.Transport ----------------------------------------------------------------------
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:  # noqa: D102
-        if name == "peername":
-            return self._ws.remote_address
         if name == "sockname":
             return self._ws.local_address
-        if name == "websocket":
-            return self._ws
-        if name == "subprotocol":
-            return self._ws.subprotocol
-        return self._ws.transport.get_extra_info(name, default)
+        return super().get_extra_info(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` as one binary message (nothing once closing)."""
@@ -128,40 +120,6 @@ class WebSocketClientTransport(asyncio.Transport):
             log.debug("WebSocket write failed: %s", exc)
             self.abort()
 
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:  # noqa: D102
-        self.write(b"".join(list_of_data))
-
-    def can_write_eof(self) -> bool:  # noqa: D102
-        return False
-
-    def is_closing(self) -> bool:  # noqa: D102
-        return self._closing
-
-    def close(self) -> None:
-        """Close the WebSocket (closing handshake, code 1000) after what was written."""
-        if self._closing:
-            return
-        self._closing = True
-        self._reading.set()  # a paused reader must see the end
-        self._closer = asyncio.get_running_loop().create_task(
-            self._ws.close(self._close_code), name="wrenmq-ws-close"
-        )
-
-    def abort(self) -> None:
-        """Drop the connection at once."""
-        self._closing = True
-        self._reading.set()
-        self._ws.transport.abort()
-
-    def is_reading(self) -> bool:  # noqa: D102
-        return self._reading.is_set()
-
-    def pause_reading(self) -> None:  # noqa: D102
-        self._reading.clear()
-
-    def resume_reading(self) -> None:  # noqa: D102
-        self._reading.set()
-
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:  # noqa: D102
         self._ws.transport.set_write_buffer_limits(high, low)
 
@@ -172,42 +130,26 @@ class WebSocketClientTransport(asyncio.Transport):
         limits: tuple[int, int] = self._ws.transport.get_write_buffer_limits()
         return limits
 
-    # -- flow control ---------------------------------------------------------------------------
+    # -- closing and reading --------------------------------------------------------------------
 
-    def _pause_writing(self) -> None:
-        if not self._writing_paused and self._protocol is not None:
-            self._writing_paused = True
-            self._protocol.pause_writing()
+    def _start_close(self) -> None:
+        self._closer = asyncio.get_running_loop().create_task(
+            self._ws.close(self._close_code), name="wrenmq-ws-close"
+        )
 
-    def _resume_writing(self) -> None:
-        if self._writing_paused and self._protocol is not None:
-            self._writing_paused = False
-            self._protocol.resume_writing()
+    def _text_frame(self) -> None:
+        log.warning("closing the WebSocket: the server sent a text frame")
+        super()._text_frame()
 
-    # -- reading --------------------------------------------------------------------------------
+    def _stop_after_pause(self) -> bool:
+        return self._ws.protocol.state is State.CLOSED
 
     async def _read(self, protocol: asyncio.Protocol) -> None:
-        ws = self._ws
+        # Receiving goes on after close() until the library reports the end, so that
+        # connection_lost gets the error of a closing handshake that failed.
         exc: Exception | None = None
         try:
-            while True:
-                if not self._reading.is_set():
-                    await self._paused()
-                    if ws.protocol.state is State.CLOSED:
-                        break
-                    continue
-                message = await ws.recv()
-                if isinstance(message, str):
-                    # [MQTT-6.0.0-1]: a frame that is not binary closes the network connection.
-                    log.warning("closing the WebSocket: the server sent a text frame")
-                    self._close_code = 1003  # unsupported data
-                    self.close()
-                    continue
-                protocol.data_received(message)
-        except ConnectionClosedOK:
-            pass
-        except ConnectionClosed as closed:
-            exc = closed
+            exc = await self._receive_until_end(protocol)
         finally:
             self._closing = True
             self._protocol = None
@@ -215,16 +157,6 @@ class WebSocketClientTransport(asyncio.Transport):
             if closer is not None and not closer.done():
                 await asyncio.gather(closer, return_exceptions=True)
             protocol.connection_lost(exc)
-
-    async def _paused(self) -> None:
-        # Wait for resume_reading, or for the connection to end meanwhile.
-        resumed = asyncio.ensure_future(self._reading.wait())
-        closed = asyncio.ensure_future(self._ws.wait_closed())
-        try:
-            await asyncio.wait((resumed, closed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            resumed.cancel()
-            closed.cancel()
 
 
 def _uri(host: str, port: int, path: str, secure: bool) -> str:
