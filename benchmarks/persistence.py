@@ -31,7 +31,8 @@ Rows:
   session 0 in its CONNECT (``.bench/mqttload-clean0``: the one flags byte of ``build_connect``
   patched at build time, since mqttload has no option for it; the shared source is not touched).
   Every delivery is now recorded in the store, and in ``ack`` mode the publisher's PUBACK waits
-  for the commit that holds it. msg/s is mqttload's ``delivered_msgs_per_s``.
+  for the commit that holds it, or for the subscriber's PUBACK if that comes first (then the
+  delivery is never written). msg/s is mqttload's ``delivered_msgs_per_s``.
 * **offline N**: a persistent subscriber (clean session 0, written here, raw socket) subscribes
   and disconnects; ``mqttload pubsub -P 1 -S 0 -q 1 -W 100 -s 64 -n N`` publishes N messages
   for it (``publish``: mqttload's ``sent_msgs_per_s``, every message acknowledged); the broker's

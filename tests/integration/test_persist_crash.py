@@ -148,3 +148,45 @@ def test_sigkill_during_publishing_loses_no_acknowledged_message(
     sub.disconnect()
     problems = broker.tracebacks()
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("acking", [False, True], ids=["stalled", "acking"])
+def test_sigkill_after_publishing_to_a_connected_subscriber(
+    broker: BrokerProcess, acking: bool
+) -> None:
+    """A connected persistent subscriber: the publisher's PUBACK may come as soon as the
+    subscriber acknowledged the message (then nothing needs writing) or once the delivery is
+    committed (a subscriber that stalls). After a SIGKILL, every message the publisher saw
+    acknowledged has reached the subscriber before the crash or arrives after the restart."""
+    deadline = time.monotonic() + DEADLINE
+    total = 3_000
+    broker.start()
+    sub = Subscriber(broker.port, "live-sub")
+    assert not sub.connect()
+    sub.subscribe(TOPIC, 1)
+    publisher = Publisher(
+        broker.port, "live-pub", TOPIC, qos=1, total=total, deadline=deadline, window=WINDOW
+    )
+    receiver = None
+    if acking:  # acknowledges everything, concurrently with the publisher
+        receiver = threading.Thread(target=sub.receive, args=(set(range(total)), deadline))
+        receiver.start()
+    try:
+        publisher.run()
+    finally:
+        if receiver is not None:
+            receiver.join(30)
+    assert publisher.acked == set(range(total)), publisher.stats()
+    before = set(sub.seqs)
+    assert before == (set(range(total)) if acking else set())
+    broker.kill()
+    sub.close()
+    broker.start()
+    assert sub.connect(), "the subscriber's session did not survive the crash"
+    sub.receive(publisher.acked - before, deadline)
+    missing = publisher.acked - set(sub.seqs)
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:10]}"
+    sub.disconnect()
+    problems = broker.tracebacks()
+    assert not problems, "\n".join(problems)

@@ -227,7 +227,36 @@ async def test_session_deletion_drops_its_uncommitted_changes(store: SQLiteStore
     store.record_session_deleted("c1")
     batch = store._batch
     assert batch.session_deletes == {"c1"} and set(batch.sessions) == {"c2"}
-    assert batch.deliveries == {} and batch.qos2 == {} and batch.touched == {1}
+    assert batch.deliveries == {} and batch.qos2 == {}
+    # Message 1 was recorded in this batch and lost its only delivery: it is not written.
+    assert batch.messages == {} and batch.touched == set()
+
+
+async def test_message_whose_deliveries_all_end_in_its_batch_is_not_written(
+    store: SQLiteStore,
+) -> None:
+    store.record_session(SessionRecord("c1", 5, 60))
+    store.record_session(SessionRecord("c2", 5, 60))
+    store.record_message(MessageRecord(1, "t", b"x"))
+    store.record_delivery(DeliveryRecord("c1", 1, 1, 1))
+    store.record_delivery(DeliveryRecord("c2", 2, 1, 1))
+    store.record_delivery(DeliveryRecord("c1", 1, 1, 1, packet_id=4, state=1))  # an update
+    store.record_delivery_done("c1", 1)
+    assert 1 in store._batch.messages  # c2 still has it
+    store.record_delivery_done("c2", 2)
+    assert store._batch.messages == {} and store._batch.touched == set()
+    # Recorded again (a new delivery of it), it is written with that delivery.
+    store.record_message(MessageRecord(1, "t", b"x"))
+    store.record_delivery(DeliveryRecord("c2", 3, 1, 1))
+    await store.flush()
+    assert count(store.directory, "messages") == 1 and count(store.directory, "deliveries") == 1
+    # A message on disk is not dropped by a batch that records it again and ends its delivery.
+    store.record_message(MessageRecord(1, "t", b"x"))
+    store.record_delivery(DeliveryRecord("c1", 4, 1, 1))
+    store.record_delivery_done("c1", 4)
+    await store.flush()
+    snap = await reopen(store)
+    assert set(snap.messages) == {1} and [d.seq for d in snap.deliveries["c2"]] == [3]
 
 
 def test_failed_batch_goes_back_under_newer_changes() -> None:
@@ -497,3 +526,28 @@ def test_cli_missing_and_corrupt_database(tmp_path: Path) -> None:
     out = wrenmq("compact", "--data-dir", str(tmp_path))
     assert out.returncode == 1 and out.stderr.startswith("wrenmq store: ")
     assert "corrupt" in out.stderr and HINT in out.stderr and "Traceback" not in out.stderr
+
+
+def test_deleted_deliveries_split_into_runs_and_single_rows() -> None:
+    done = [("b", 7), *(("a", s) for s in range(10, 30)), ("a", 31)]
+    done += [("b", s) for s in range(1, 6)]
+    singles, runs = sqlite_module._runs(done)
+    assert runs == [("a", 10, 29)]
+    assert singles == [("a", 31), ("b", 1), ("b", 2), ("b", 3), ("b", 4), ("b", 5), ("b", 7)]
+
+
+async def test_range_deletions_leave_other_deliveries_alone(store: SQLiteStore) -> None:
+    store.record_session(SessionRecord("c1", 5, 60))
+    store.record_session(SessionRecord("c2", 5, 60))
+    store.record_message(MessageRecord(1, "t", b"x"))
+    store.record_message(MessageRecord(2, "u", b"y"))
+    for seq in range(1, 31):
+        store.record_delivery(DeliveryRecord("c1", seq, 1, 1))
+    store.record_delivery(DeliveryRecord("c2", 15, 2, 1))  # same seq, another client
+    await store.flush()
+    for seq in (*range(3, 28), 29):  # a run of 25, and a single row
+        store.record_delivery_done("c1", seq)
+    await store.flush()
+    snap = await reopen(store)
+    assert [d.seq for d in snap.deliveries["c1"]] == [1, 2, 28, 30]
+    assert [d.seq for d in snap.deliveries["c2"]] == [15] and set(snap.messages) == {1, 2}

@@ -263,9 +263,9 @@ class BrokerConfig:
         persistence: Save sessions and retained messages across restarts; default False.
         persistence_location: Directory for the persistence data; default ``"./data"``.
         durability: With persistence: ``"ack"`` (default) acknowledges a QoS >= 1 PUBLISH only
-            once it is committed for every persistent subscriber (group commit, one fsync per
-            batch); ``"periodic"`` commits every ``flush_interval_ms`` (may lose that much);
-            ``"none"`` commits lazily.
+            once it is committed (or already acknowledged) for every persistent subscriber (group
+            commit, one fsync per batch); ``"periodic"`` commits every ``flush_interval_ms`` (may
+            lose that much); ``"none"`` commits lazily.
         flush_interval_ms: Commit period of ``"periodic"`` durability; 1..60000, default 50.
         log_level: ``"debug"``, ``"info"`` (default), ``"warning"`` or ``"error"``.
         use_uvloop: Run on uvloop where it is installed; default True.

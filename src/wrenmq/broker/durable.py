@@ -3,18 +3,33 @@ restoring at start, and offline queues that live on disk beyond a bounded cache.
 
 Only persistent sessions (session expiry > 0) and their QoS 1/2 deliveries are recorded, plus
 retained messages. Recording never blocks: the store batches changes and ``flush`` commits them.
-With ``durability = "ack"`` a QoS >= 1 PUBLISH is acknowledged (PUBACK/PUBREC) only after the
-batch holding its deliveries is committed; acknowledgements wait in order behind any earlier
-deferred one. A persistent session keeps at most ``memory_queue`` queued deliveries in memory;
-later ones are only on disk (``Session.spilled``) and are read back in pages as the queue drains,
-so memory does not grow with the size of offline queues.
+With ``durability = "ack"`` a QoS >= 1 PUBLISH is acknowledged (PUBACK/PUBREC) only once each
+of its deliveries is committed or over (acknowledged by its subscriber, dropped, expired);
+acknowledgements wait in order behind any earlier deferred one. A persistent session keeps at
+most ``memory_queue`` queued deliveries in memory; later ones are only on disk
+(``Session.spilled``) and are read back in pages as the queue drains, so memory does not grow
+with the size of offline queues.
+
+Deferred acknowledgements (``ack`` mode). ``ack()`` comes right after the PUBLISH it answers was
+routed, so the messages given an id since the previous ``ack()`` are that PUBLISH's (``_fresh``);
+for each, ``_live`` counts its deliveries recorded and not over. A waiting acknowledgement goes
+out when the commit that started after it completes, or earlier when every delivery of its
+messages is over: a connected subscriber that acknowledges before the commit leaves nothing to
+wait for, and the store coalesces the delivery and the message away (neither reaches the disk).
+Any other change recorded since the previous ``ack()`` (retained message, QoS 2 packet id,
+session, a delivery of an untracked message) makes the next acknowledgement wait for the commit.
+Attribution errs on the safe side: a message given an id outside a PUBLISH (a will, a retained
+message sent on subscribe) only makes the next acknowledgement wait for more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from wrenmq.broker.persistence.base import (
@@ -27,7 +42,7 @@ from wrenmq.broker.persistence.base import (
     SubscriptionRecord,
 )
 from wrenmq.broker.persistence.sqlite import decode_will, encode_will
-from wrenmq.broker.sessions import Outgoing, Session, SubOptions
+from wrenmq.broker.sessions import AWAIT_COMP, Outgoing, Session, SubOptions
 from wrenmq.codec.encode import PublishTemplate
 from wrenmq.codec.primitives import encode_varint
 from wrenmq.codec.properties import (
@@ -47,6 +62,11 @@ __all__ = ["Durable"]
 log = logging.getLogger("wrenmq.broker.persistence")
 
 PAGE = 2000  # deliveries read back from disk at a time
+_MAX_FRESH = 1000  # messages tracked for the next acknowledgement before giving up on them
+# ``ack`` mode, see ``Durable._flush_loop``: how long acknowledgements may make no progress, and
+# how long anything may wait, before a commit starts.
+HOLD = 0.002
+LAZY = 0.05
 
 
 def _props_bytes(props: Properties) -> bytes:
@@ -58,6 +78,29 @@ def _props(data: bytes) -> Properties:
         return NO_PROPERTIES
     block = encode_varint(len(data)) + data
     return decode_properties(block, 0, len(block), PacketType.PUBLISH)[0]
+
+
+class _Ack:
+    """A PUBACK/PUBREC/PUBCOMP waiting for the commit of ``epoch`` or, unless ``strict``, for
+    every delivery of the messages ``mids`` to be over."""
+
+    __slots__ = ("conn", "data", "epoch", "mids", "since", "strict")
+
+    def __init__(
+        self,
+        conn: Connection,
+        data: bytes,
+        epoch: int,
+        mids: Sequence[int],
+        strict: bool,
+        since: float,
+    ) -> None:
+        self.conn = conn
+        self.data = data
+        self.epoch = epoch
+        self.mids = mids
+        self.strict = strict
+        self.since = since
 
 
 class Durable:
@@ -72,9 +115,19 @@ class Durable:
         self.memory_queue = memory_queue
         self.next_message_id = 1
         self.next_seq = 1
-        self._acks: list[tuple[Connection, bytes]] = []
+        self._acks: deque[_Ack] = deque()
+        # Commits: ``_epoch`` is the one that will cover what is recorded now, ``_committed``
+        # the last one completed.
+        self._epoch = 1
+        self._committed = 0
+        self._live: dict[int, int] = {}  # message id -> deliveries not over, while tracked
+        self._fresh: list[int] = []  # messages given an id since the last ack()
+        self._dirty = False  # another change recorded since the last ack()
+        self._release_soon = False
+        self._released_at = 0.0  # loop time of the last acknowledgement released
         self._flusher: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something to commit
+        self._hurry = asyncio.Event()  # ... that should not wait (see ``_flush_loop``)
         self._refilling: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.errors = 0
@@ -116,51 +169,125 @@ class Durable:
             task.cancel()
         try:
             await self.store.flush()
-            self._release_acks(self._acks)
-            self._acks = []
+            self._committed = self._epoch
+            self._release()
         finally:
             await self.store.close()
 
     # -- acknowledgements ------------------------------------------------------------------------
 
     def ack(self, conn: Connection, data: bytes) -> None:
-        """Send a PUBACK/PUBREC now, or after the next commit if anything waits to be durable."""
-        if self.defer_acks and (self._acks or self.store.pending_changes):
-            self._acks.append((conn, data))
-            self._wake.set()
-        else:
+        """Send a PUBACK/PUBREC/PUBCOMP now, or once what it depends on is durable or over."""
+        fresh = self._fresh
+        if not fresh and not self._acks and not self._dirty:
+            conn.write(data)  # nothing recorded since the previous one, nothing waits
+            return
+        if fresh:
+            self._fresh = []
+            if not self.defer_acks:
+                live = self._live
+                for mid in fresh:
+                    del live[mid]
+        if not self.defer_acks:
+            self._dirty = False
             conn.write(data)
+            return
+        strict = self._dirty
+        entry = _Ack(conn, data, self._epoch, fresh or (), strict, self.broker.loop.time())
+        self._dirty = False
+        if not self._acks and self._ready(entry):
+            self._forget(entry)
+            conn.write(data)
+            return
+        self._acks.append(entry)
+        self._wake.set()
+        if strict:
+            self._hurry.set()
 
-    def _release_acks(self, acks: list[tuple[Connection, bytes]]) -> None:
-        for conn, data in acks:
-            conn.write(data)
+    def _ready(self, entry: _Ack) -> bool:
+        if entry.epoch <= self._committed:
+            return True
+        if entry.strict:
+            return False
+        return not any(map(self._live.__getitem__, entry.mids))
+
+    def _forget(self, entry: _Ack) -> None:
+        if entry.mids:
+            live = self._live
+            for mid in entry.mids:
+                del live[mid]
+
+    def _release(self) -> None:
+        """Send the waiting acknowledgements that may go, in order."""
+        self._release_soon = False
+        acks = self._acks
+        if acks and self._ready(acks[0]):
+            self._released_at = self.broker.loop.time()
+            while acks and self._ready(acks[0]):
+                entry = acks.popleft()
+                self._forget(entry)
+                entry.conn.write(entry.data)
 
     async def _flush_loop(self) -> None:
+        """Commit, one batch after the other, what is recorded (``ack`` mode).
+
+        A commit starts at once when something recorded needs it soon: a change other than a
+        delivery (session, subscription, retained, QoS 2 packet id), an acknowledgement that
+        only the commit can release, a delivery to an offline session or to the on-disk part of
+        a queue. Deliveries to connected subscribers alone are given time to be acknowledged:
+        that releases the publishers' acknowledgements and takes the deliveries out of the
+        batch, so nothing is written for them. Their commit starts once acknowledgements wait
+        and none was released for ``HOLD`` (the subscribers are slow or stuck), or after
+        ``LAZY`` in any case.
+        """
         store = self.store
+        loop = self.broker.loop
+        wake = self._wake
+        hurry = self._hurry
+        acks = self._acks
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            acks, self._acks = self._acks, []
+            await wake.wait()
+            pending_since = loop.time()
+            while not hurry.is_set():
+                now = loop.time()
+                wait = pending_since + LAZY - now
+                if acks:
+                    oldest = acks[0].since
+                    progress = max(oldest, self._released_at)
+                    wait = min(wait, oldest + LAZY - now, progress + HOLD - now)
+                if wait <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await hurry.wait()
+            wake.clear()
+            hurry.clear()
+            epoch = self._epoch
+            self._epoch += 1
             try:
                 await store.flush()
             except Exception:
                 self.errors += 1
                 log.exception("the store failed to commit; acknowledgements are held back")
-                self._acks = acks + self._acks
                 await asyncio.sleep(1.0)
-                self._wake.set()
+                wake.set()
+                hurry.set()
                 continue
-            self._release_acks(acks)
+            self._committed = epoch
+            self._release()
 
     def kick(self) -> None:
-        """Make sure what was just recorded gets committed soon (``ack`` mode).
+        """Have what was just recorded committed at once (``ack`` mode).
 
-        Every recording calls it: a change no acknowledgement waits for (a SUBSCRIBE, a session
-        connecting or leaving, a delivery acknowledged) would otherwise stay uncommitted until
-        the next deferred PUBACK/PUBREC, or lost in a crash however long ago it was made.
+        Every change other than a delivery calls it: a change no acknowledgement waits for (a
+        SUBSCRIBE, a session connecting or leaving) would otherwise stay uncommitted for a while,
+        or be lost in a crash however long ago it was made. It also makes the next
+        acknowledgement wait for the commit.
         """
         if self.defer_acks:
+            self._dirty = True
             self._wake.set()
+            self._hurry.set()
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -215,32 +342,56 @@ class Durable:
 
     # -- deliveries ------------------------------------------------------------------------------
 
-    def _message_id(self, template: PublishTemplate, expires_at: float | None) -> int:
-        mid: int = template.message_id
-        if not mid:
-            mid = template.message_id = self.next_message_id
-            self.next_message_id += 1
-            self.store.record_message(
-                MessageRecord(
-                    mid,
-                    template.topic,
-                    template.payload,
-                    _props_bytes(template.properties),
-                    self._wall(expires_at),
-                )
+    def _record_message(
+        self, template: PublishTemplate, mid: int, expires_at: float | None
+    ) -> None:
+        self.store.record_message(
+            MessageRecord(
+                mid,
+                template.topic,
+                template.payload,
+                _props_bytes(template.properties),
+                self._wall(expires_at),
             )
-        return mid
+        )
 
     def record(self, session: Session, msg: Outgoing) -> None:
         """Record a delivery (new, or its packet id / state changed)."""
+        template = msg.template
+        mid: int = template.message_id
         if not msg.seq:
             msg.seq = self.next_seq
             self.next_seq += 1
+            live = self._live
+            n = live.get(mid) if mid else None
+            if not mid:
+                mid = template.message_id = self.next_message_id
+                self.next_message_id += 1
+                self._record_message(template, mid, msg.expires_at)
+                self._track(mid)
+            elif n is None:
+                # Untracked: its row may be gone (every earlier delivery over) or not committed
+                # yet; writing it again is cheap and rare (a shared message moved to another
+                # member, a retained message sent on subscribe).
+                self._record_message(template, mid, msg.expires_at)
+                self._dirty = True
+            else:
+                if not n:  # the store may have dropped it with its last delivery
+                    self._record_message(template, mid, msg.expires_at)
+                live[mid] = n + 1
+            if self.defer_acks and (
+                session.conn is None or session.spilled or len(session.queue) >= self.memory_queue
+            ):
+                self._hurry.set()  # nobody is going to acknowledge it soon
+        elif msg.state == AWAIT_COMP and self.defer_acks:
+            # PUBREL goes out now: back to AWAIT_ACK after a crash, the PUBLISH would be sent
+            # again to a receiver that may have completed it, a duplicate at QoS 2.
+            self._hurry.set()
         self.store.record_delivery(
             DeliveryRecord(
                 session.client_id,
                 msg.seq,
-                self._message_id(msg.template, msg.expires_at),
+                mid,
                 msg.qos,
                 msg.retain,
                 msg.sub_ids,
@@ -248,14 +399,36 @@ class Durable:
                 msg.state,
             )
         )
-        self.kick()
+        if self.defer_acks:
+            self._wake.set()
+
+    def _track(self, mid: int) -> None:
+        fresh = self._fresh
+        if len(fresh) >= _MAX_FRESH:  # nothing acknowledges them: stop tracking, commit instead
+            for old in fresh:
+                del self._live[old]
+            fresh.clear()
+            self._dirty = True
+        self._live[mid] = 1
+        fresh.append(mid)
 
     def done(self, session: Session, msg: Outgoing) -> None:
         """A delivery is over (acknowledged, dropped, expired, moved to another member)."""
         if msg.seq:
             self.store.record_delivery_done(session.client_id, msg.seq)
             msg.seq = 0
-            self.kick()
+            live = self._live
+            mid = msg.template.message_id
+            n = live.get(mid)
+            if n is not None:
+                live[mid] = n - 1
+                if n == 1 and self._acks and not self._release_soon:
+                    # Not now: a delivery moved to another shared member is recorded again
+                    # right after this.
+                    self._release_soon = True
+                    self.broker.loop.call_soon(self._release)
+            if self.defer_acks:
+                self._wake.set()
 
     def refill(self, session: Session) -> None:
         """Read the next page of a session's on-disk queue into memory, then deliver it."""

@@ -8,10 +8,12 @@ Design:
 * **Changes go to a keyed write-set, not a log.** ``record_*`` stores the last write per key
   (session, subscription, delivery, ...) in the current ``_Batch``: an update replaces the earlier
   one, a delivery recorded and done in the same batch disappears altogether (unless the row may
-  already be on disk), and deleting a session drops the batch's earlier changes of that client.
+  already be on disk), so does a message recorded in the batch once no delivery of the batch
+  references it, and deleting a session drops the batch's earlier changes of that client.
   Since every key holds a single write, ``flush`` can commit each kind with one ``executemany``;
   the only ordering left, a session deletion before that client's later writes, is kept by running
-  session deletions first.
+  session deletions first. Deletions of consecutive deliveries of a client (a queue draining)
+  take one range statement.
 * **Group commit.** ``flush`` swaps the batch and commits it in one transaction; concurrent
   flushes wait for the commit in progress and commit what is new after it. A failed commit
   (disk full, ...) puts its batch back under the newer changes, so the next flush retries it.
@@ -74,6 +76,7 @@ Durability = Literal["ack", "periodic", "none"]
 DB_FILENAME: Final = "wrenmq.db"
 AUTO_FLUSH_CHANGES: Final = 10_000  # durability "none" commits past this many changes
 _CHUNK: Final = 500  # ids per "IN (...)" query, well under SQLITE_MAX_VARIABLE_NUMBER
+_MIN_RUN: Final = 8  # consecutive deleted deliveries worth a range DELETE
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -120,6 +123,7 @@ _DELETE_SUBSCRIPTION = "DELETE FROM subscriptions WHERE client_id = ? AND topic_
 _PUT_MESSAGE = f"INSERT OR REPLACE INTO messages ({_M_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _PUT_DELIVERY = f"INSERT OR REPLACE INTO deliveries ({_D_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE_DELIVERY = "DELETE FROM deliveries WHERE client_id = ? AND seq = ?"
+_DELETE_DELIVERIES = "DELETE FROM deliveries WHERE client_id = ? AND seq BETWEEN ? AND ?"
 _PUT_QOS2 = "INSERT OR IGNORE INTO incoming_qos2 VALUES (?, ?)"
 _DELETE_QOS2 = "DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?"
 _PUT_RETAINED = f"INSERT OR REPLACE INTO retained ({_R_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
@@ -133,6 +137,10 @@ _TOUCH_CLIENT = (
 _TOUCH_DELIVERY = (
     "INSERT OR IGNORE INTO temp.touched"
     " SELECT message_id FROM deliveries WHERE client_id = ? AND seq = ?"
+)
+_TOUCH_DELIVERIES = (
+    "INSERT OR IGNORE INTO temp.touched"
+    " SELECT message_id FROM deliveries WHERE client_id = ? AND seq BETWEEN ? AND ?"
 )
 _GC_MESSAGES = (
     "DELETE FROM messages WHERE id IN (SELECT id FROM temp.touched)"
@@ -230,6 +238,28 @@ def _split(
     return writes, deletes
 
 
+def _runs(
+    done: list[tuple[str, int]],
+) -> tuple[list[tuple[str, int]], list[tuple[str, int, int]]]:
+    """Deleted deliveries as single seqs and runs of consecutive ones (``lo``, ``hi``), one
+    statement per run: a queue drains in seq order, so most deletions of a batch form a run."""
+    singles: list[tuple[str, int]] = []
+    runs: list[tuple[str, int, int]] = []
+    done.sort()
+    i, n = 0, len(done)
+    while i < n:
+        client_id, lo = done[i]
+        j = i + 1
+        while j < n and done[j][0] == client_id and done[j][1] == lo + (j - i):
+            j += 1
+        if j - i >= _MIN_RUN:
+            runs.append((client_id, lo, lo + (j - i) - 1))
+        else:
+            singles.extend(done[i:j])
+        i = j
+    return singles, runs
+
+
 def _chunks(items: list[int]) -> Iterable[list[int]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
@@ -248,6 +278,7 @@ class _Batch:
         "deliveries",
         "messages",
         "qos2",
+        "refs",
         "retained",
         "session_deletes",
         "sessions",
@@ -261,6 +292,10 @@ class _Batch:
         self.sessions: dict[str, SessionRecord] = {}
         self.subscriptions: dict[str, dict[str, SubscriptionRecord | None]] = {}
         self.messages: dict[int, MessageRecord] = {}
+        # Per message of ``messages``: the deliveries of this batch that reference it. At 0 the
+        # message leaves the batch: no delivery of the batch needs it, and the broker records it
+        # again before a new delivery of it whenever its row may be missing.
+        self.refs: dict[int, int] = {}
         self.deliveries: dict[str, dict[int, DeliveryRecord | None]] = {}
         self.qos2: dict[str, dict[int, bool]] = {}
         self.retained: dict[str, RetainedRecord | None] = {}
@@ -285,7 +320,18 @@ class _Batch:
         self.qos2.pop(client_id, None)
         for d in self.deliveries.pop(client_id, {}).values():
             if d is not None:
-                self.touched.add(d.message_id)
+                self.unref(d.message_id)
+
+    def unref(self, message_id: int) -> None:
+        """A delivery of this batch referencing ``message_id`` went away."""
+        n = self.refs.get(message_id)
+        if n is None:
+            self.touched.add(message_id)  # the message may be on disk
+        elif n > 1:
+            self.refs[message_id] = n - 1
+        else:  # recorded in this batch and referenced by nothing: never written
+            del self.refs[message_id]
+            del self.messages[message_id]
 
     def absorb(self, newer: _Batch) -> _Batch:
         """Lay ``newer`` (recorded after this batch) on top of this one; returns ``self``."""
@@ -306,6 +352,12 @@ class _Batch:
         self.retained.update(newer.retained)
         self.touched |= newer.touched
         self.changes += newer.changes
+        # Count the references again over both batches (a rare path: a commit failed).
+        refs = self.refs = dict.fromkeys(self.messages, 0)
+        for per in self.deliveries.values():
+            for d in per.values():
+                if d is not None and d.message_id in refs:
+                    refs[d.message_id] += 1
         return self
 
 
@@ -709,8 +761,11 @@ class SQLiteStore:
         many(_PUT_SUBSCRIPTION, (_subscription_row(s) for _, _, s in subs))
         many(_DELETE_SUBSCRIPTION, unsubs)
         deliveries, done = _split(b.deliveries)
-        many(_TOUCH_DELIVERY, done)
-        many(_DELETE_DELIVERY, done)
+        singles, runs = _runs(done)
+        many(_TOUCH_DELIVERY, singles)
+        many(_DELETE_DELIVERY, singles)
+        many(_TOUCH_DELIVERIES, runs)
+        many(_DELETE_DELIVERIES, runs)
         many(_PUT_DELIVERY, (_delivery_row(d) for _, _, d in deliveries))
         qos2 = [(c, pid, on) for c, per in b.qos2.items() for pid, on in per.items()]
         many(_PUT_QOS2, [(c, pid) for c, pid, on in qos2 if on])
@@ -734,12 +789,11 @@ class SQLiteStore:
         self._gen += 1
         batch = self._batch
         batch.changes += 1
-        if (
-            batch.changes > AUTO_FLUSH_CHANGES
-            and self._commit_task is None
-            and self.durability == "none"
-            and self._opened
-        ):
+        if batch.changes > AUTO_FLUSH_CHANGES:
+            self._auto_flush()
+
+    def _auto_flush(self) -> None:
+        if self._commit_task is None and self.durability == "none" and self._opened:
             self._start_commit()
 
     def record_session(self, session: SessionRecord) -> None:
@@ -764,22 +818,47 @@ class SQLiteStore:
         self._changed()
 
     def record_message(self, message: MessageRecord) -> None:
-        """Store a message body (before the deliveries that reference it)."""
-        self._batch.messages[message.message_id] = message
-        self._changed()
+        """Store a message body (before the deliveries that reference it).
+
+        It is written only if one of them is: recorded again, once its deliveries all went
+        away, it may be written again (the broker does so before a new delivery of it).
+        """
+        batch = self._batch
+        mid = message.message_id
+        batch.messages[mid] = message
+        batch.refs.setdefault(mid, 0)
+        self._gen += 1
+        batch.changes += 1
+        if batch.changes > AUTO_FLUSH_CHANGES:
+            self._auto_flush()
 
     def record_delivery(self, delivery: DeliveryRecord) -> None:
         """Insert or replace a delivery (a delivery's ``message_id`` never changes)."""
-        self._batch.deliveries.setdefault(delivery.client_id, {})[delivery.seq] = delivery
-        self._changed()
+        batch = self._batch
+        per = batch.deliveries.get(delivery.client_id)
+        if per is None:
+            per = batch.deliveries[delivery.client_id] = {}
+        seq = delivery.seq
+        if seq not in per:
+            refs = batch.refs
+            mid = delivery.message_id
+            if mid in refs:
+                refs[mid] += 1
+        per[seq] = delivery
+        self._gen += 1  # _changed(), inlined on the hot path
+        batch.changes += 1
+        if batch.changes > AUTO_FLUSH_CHANGES:
+            self._auto_flush()
 
     def record_delivery_done(self, client_id: str, seq: int) -> None:
         """Remove a delivery; recorded and done in one batch, both cancel out."""
         batch = self._batch
-        per = batch.deliveries.setdefault(client_id, {})
+        per = batch.deliveries.get(client_id)
+        if per is None:
+            per = batch.deliveries[client_id] = {}
         earlier = per.pop(seq, None)
         if earlier is not None:
-            batch.touched.add(earlier.message_id)
+            batch.unref(earlier.message_id)
         known = self._max_seq.get(client_id)
         if client_id in batch.session_deletes or known is None or seq > known:
             if not per:  # the row cannot be on disk: nothing to delete
@@ -810,9 +889,22 @@ class SQLiteStore:
     ) -> tuple[list[DeliveryRecord], dict[int, MessageRecord]]:
         """The next ``limit`` deliveries of a session after ``after_seq`` with their messages.
 
-        Commits pending changes first, so the result includes everything recorded.
+        The result includes everything recorded: uncommitted deliveries of the session after
+        ``after_seq`` are committed first. Other pending changes (typically the deletions of the
+        deliveries just acknowledged) are not waited for.
         """
-        await self.flush()
+        if not self._opened or self._closed:
+            raise StoreError("the store is closed" if self._closed else "the store is not open")
+        batch = self._batch
+        per = batch.deliveries.get(client_id)
+        if client_id in batch.session_deletes or (
+            per and any(d is not None and seq > after_seq for seq, d in per.items())
+        ):
+            await self._flush()
+        elif self._commit_task is not None:
+            # Reads queue behind the commit on the worker thread; if it fails, its rows are
+            # not on disk, and the read must not answer as if they were not recorded.
+            await asyncio.shield(self._commit_task)
         return await self._call(self._load_deliveries_sync, client_id, after_seq, limit)
 
     def _load_deliveries_sync(
