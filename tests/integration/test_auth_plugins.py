@@ -307,3 +307,28 @@ def test_listener_allow_anonymous_applies_to_the_chain(
     assert anon.connack_code == 0x87
     connect(bt.port, peer, "u", "p")
     wait_until(lambda: bt.broker is not None and bt.broker.connected_count == 1)
+
+
+def test_a_client_flooding_while_a_verdict_is_awaited_is_not_buffered_without_bound(
+    make_broker: Callable[..., BrokerThread],
+) -> None:
+    from rawmqtt import Raw, publish
+
+    slow = TopicDb({}, delay=1.5)
+    bt = make_broker(authorizers=[slow])
+    r = Raw(bt.port, version=4)
+    try:
+        r.connect("flood")
+        burst = b"".join(publish("flood/t", b"x" * 1000) for _ in range(4000))  # 4 MB
+        r.sock.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < len(burst):
+                sent += r.sock.send(burst[sent : sent + 65536])
+        except TimeoutError:
+            pass  # the broker stopped reading: the kernel buffers are full
+        assert bt.broker is not None
+        held = bt.call(lambda: max(len(c.raw_pending) for c in bt.broker.connections))  # type: ignore[union-attr]
+        assert held <= 64 * 1024 + 256 * 1024, held
+    finally:
+        r.close()

@@ -52,6 +52,8 @@ WRITE_HIGH_WATER = 256 * 1024
 # room of their bytes (a SUBSCRIBE of 8 bytes is a few hundred bytes of objects): when reading is
 # held mid-read, the rest is kept as bytes (``raw_pending``), not as packets.
 READ_SLICE = 4096
+# Bytes read on while an answer is awaited (``suspend``) before reading pauses.
+PENDING_READ_LIMIT = 64 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -169,6 +171,10 @@ class Connection(asyncio.Protocol):
                 return
         if self.raw_pending or self.held():
             self.raw_pending += data  # reading is held: these wait their turn, in order
+            transport = self.transport
+            pending = self.pending is not None and len(self.raw_pending) > PENDING_READ_LIMIT
+            if pending and transport is not None:
+                transport.pause_reading()
         else:
             self._consume(data)
 
@@ -285,8 +291,8 @@ class Connection(asyncio.Protocol):
         """
         future = asyncio.ensure_future(answer)
         self.pending = future
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # Reading goes on into ``raw_pending`` (no pause/resume per awaited packet, which costs
+        # two epoll changes); ``data_received`` pauses it if the client sends too much meanwhile.
         future.add_done_callback(lambda f: self._answered(f, then))
 
     def _answered(self, future: asyncio.Future[_T], then: Callable[[_T], None]) -> None:
