@@ -20,7 +20,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from wrenmq.broker.auth.acl import Access, AclFile
-from wrenmq.broker.handle_connect import judged
+from wrenmq.broker.handle_connect import within
 from wrenmq.broker.hooks import Verdict
 
 if TYPE_CHECKING:
@@ -76,9 +76,10 @@ def await_verdicts(
 
     async def ask() -> list[Verdict]:
         asked = [
-            judged(
+            within(
                 chain.authorize(client_id, username, topic, access),
                 timeout,
+                Verdict.DENY,
                 f"authorizing {client_id!r} to {access.name} {topic!r}",
             )
             for topic, access in missing

@@ -283,8 +283,9 @@ class Connection(asyncio.Protocol):
         """Hold this connection until ``answer`` is in, then call ``then(result)``.
 
         For the few packets that need a coroutine's answer (a pluggable authenticator, an
-        authorizer verdict not in the cache, an enhanced authentication step): reading pauses,
-        later packets of the batch wait in ``backlog`` and run after ``then``, in order. ``then``
+        authorizer verdict not in the cache, an enhanced authentication step): later packets of
+        the batch wait in ``backlog``, and bytes read meanwhile in ``raw_pending`` (reading
+        pauses past ``PENDING_READ_LIMIT``); they run after ``then``, in order. ``then``
         may raise ``MQTTError`` to close the connection with that reason code. ``answer`` must
         not raise (a failure is the caller's to turn into a verdict); if it does, the connection
         is closed with 0x83.

@@ -19,7 +19,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from wrenmq.broker.auth.enhanced import AuthOutcome, Continue, Failure, Success
 from wrenmq.broker.hooks import HookEvent, Verdict
@@ -33,9 +33,11 @@ from wrenmq.transport.tls import peer_common_name
 if TYPE_CHECKING:
     from wrenmq.broker.connection import Connection
 
-__all__ = ["accept", "auth_step", "handle_connect", "judged"]
+__all__ = ["accept", "auth_step", "handle_connect", "within"]
 
 log = logging.getLogger("wrenmq.broker")
+
+_T = TypeVar("_T")
 
 MAX_PACKET = 268_435_460
 
@@ -70,16 +72,18 @@ def _allow_anonymous(conn: Connection) -> bool:
     return conn.broker.config.allow_anonymous
 
 
-async def judged(answer: Awaitable[Verdict], timeout: float, what: str) -> Verdict:
-    """A pluggable check's verdict; DENY when it takes longer than ``timeout`` or fails."""
+async def within(answer: Awaitable[_T], timeout: float, otherwise: _T, what: str) -> _T:
+    """A pluggable check's answer; ``otherwise`` (a refusal) when it takes longer than
+    ``timeout`` or fails: pluggable code fails closed.
+    """
     try:
         async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
             return await answer
     except TimeoutError:
-        log.warning("%s took longer than auth_timeout (%gs): denied", what, timeout)
+        log.warning("%s took longer than %gs: refused", what, timeout)
     except Exception:
-        log.exception("%s failed: denied", what)
-    return Verdict.DENY
+        log.exception("%s failed: refused", what)
+    return otherwise
 
 
 def _authenticated(conn: Connection, p: Connect, verdict: Verdict) -> None:
@@ -117,23 +121,13 @@ def auth_step(conn: Connection, call: Callable[[], AuthOutcome | Awaitable[AuthO
         log.exception("authentication method %r failed", conn.auth_method)
         result = Failure()
     if inspect.isawaitable(result):
+        timeout = conn.broker.config.connect_timeout
+        what = f"authentication method {conn.auth_method!r}"
         conn.suspend(
-            _awaited_outcome(result, conn.broker.config.connect_timeout),
-            lambda outcome: _settle(conn, outcome),
+            within(result, timeout, Failure(), what), lambda outcome: _settle(conn, outcome)
         )
     else:
         _settle(conn, result)
-
-
-async def _awaited_outcome(answer: Awaitable[AuthOutcome], timeout: float) -> AuthOutcome:
-    try:
-        async with asyncio.timeout(timeout):
-            return await answer
-    except TimeoutError:
-        log.warning("an authentication step took longer than %gs", timeout)
-    except Exception:
-        log.exception("authentication method failed")
-    return Failure()
 
 
 def _settle(conn: Connection, outcome: AuthOutcome) -> None:
@@ -198,7 +192,7 @@ def handle_connect(conn: Connection, p: Connect) -> None:
         client_id, p.username, p.password, conn.peer, allow_anonymous=_allow_anonymous(conn)
     )
     conn.suspend(
-        judged(answer, cfg.auth_timeout, f"authenticating {client_id!r}"),
+        within(answer, cfg.auth_timeout, Verdict.DENY, f"authenticating {client_id!r}"),
         lambda verdict: _authenticated(conn, p, verdict),
     )
 
