@@ -46,17 +46,27 @@ class DeliveryAcl:
         return self._acl.decide(client_id, username, topic, access) is not False
 
 
-def _settled(conn: Connection, topic: str, access: Access) -> bool:
-    """Whether the ACL file, a verdict brought back, or the cache already answers."""
+def _decision(conn: Connection, topic: str, access: Access, *, use: bool) -> bool | None:
+    """The ACL file's decision, else a verdict brought back (taken when ``use``) or cached;
+    None when only the authorizers can tell.
+    """
     broker = conn.broker
     acl = broker.acl
-    if acl is not None and acl.decide(conn.client_id, conn.username, topic, access) is not None:
-        return True
-    granted = conn.granted
-    if granted and (topic, access) in granted:
-        return True
+    if acl is not None:
+        decision = acl.decide(conn.client_id, conn.username, topic, access)
+        if decision is not None:
+            return decision
     chain = broker.authorizer
-    return chain is None or chain.cached(conn.client_id, conn.username, topic, access) is not None
+    if chain is None:
+        return acl is None  # the ACL file grants nothing here: denied, as in Mosquitto
+    granted = conn.granted
+    if granted:
+        key = (topic, access)
+        verdict = granted.pop(key, None) if use else granted.get(key)
+        if verdict is not None:
+            return verdict is Verdict.ALLOW
+    cached = chain.cached(conn.client_id, conn.username, topic, access)
+    return None if cached is None else cached is Verdict.ALLOW
 
 
 def await_verdicts(
@@ -68,7 +78,7 @@ def await_verdicts(
     chain = conn.broker.authorizer
     if chain is None:
         return False
-    missing = [check for check in checks if not _settled(conn, *check)]
+    missing = [check for check in checks if _decision(conn, *check, use=False) is None]
     if not missing:
         return False
     client_id, username = conn.client_id, conn.username
@@ -106,18 +116,4 @@ def allowed(conn: Connection, topic: str, access: Access) -> bool:
     """The decision, now: the ACL file, then a verdict brought back or cached (asked beforehand
     with ``await_verdicts``; one still missing is a denial).
     """
-    broker = conn.broker
-    acl = broker.acl
-    if acl is not None:
-        decision = acl.decide(conn.client_id, conn.username, topic, access)
-        if decision is not None:
-            return decision
-    chain = broker.authorizer
-    if chain is None:
-        return acl is None  # the ACL file grants nothing here: denied, as in Mosquitto
-    granted = conn.granted
-    if granted:
-        verdict = granted.pop((topic, access), None)
-        if verdict is not None:
-            return verdict is Verdict.ALLOW
-    return chain.cached(conn.client_id, conn.username, topic, access) is Verdict.ALLOW
+    return _decision(conn, topic, access, use=True) is True
