@@ -13,7 +13,6 @@ Everything the network side does happens in ``Connection`` callbacks without awa
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wrenmq.broker.auth.acl import Access, AclFile
-from wrenmq.broker.auth.base import AuthChain, Authenticator, Authorizer, PasswordFileAuthenticator
+from wrenmq.broker.auth.base import (
+    AuthChain,
+    Authenticator,
+    Authorizer,
+    PasswordFileAuthenticator,
+    load_plugin,
+)
 from wrenmq.broker.auth.enhanced import AuthMethodFactory, ScramSha256
 from wrenmq.broker.auth.passwd import PasswordFile
 from wrenmq.broker.authorize import DeliveryAcl
@@ -43,7 +48,6 @@ from wrenmq.codec.packets import Will
 from wrenmq.codec.properties import NO_PROPERTIES, Properties
 from wrenmq.codec.reason_codes import ReasonCode
 from wrenmq.codec.topics import validate_topic_name
-from wrenmq.errors import ConfigError
 
 __all__ = ["Broker", "BrokerStats", "SessionInfo"]
 
@@ -129,7 +133,7 @@ class Broker:
         elif kwargs:
             config = config.replace(**kwargs)
         self.config = config
-        plugins = [_load_plugin(spec) for spec in config.auth_plugins]
+        plugins = [load_plugin(spec) for spec in config.auth_plugins]
         self._authenticators = [*authenticators]
         self._authorizers = [*authorizers]
         self._auth_methods = dict(auth_methods or {})
@@ -707,27 +711,3 @@ class Broker:
                 log.info("closing %r (%s): keep alive timeout", conn.client_id, conn.peer)
                 conn.disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
         self._sweep_handle = loop.call_later(SWEEP_INTERVAL, self._sweep)
-
-
-def _load_plugin(spec: str) -> Any:
-    """The object named by an ``auth_plugins`` entry ``"module:name"`` (a callable is called)."""
-    module_name, _, name = spec.partition(":")
-    where = f"auth_plugins {spec!r}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(where, f"cannot import {module_name!r}: {exc}") from None
-    try:
-        target = getattr(module, name)
-    except AttributeError:
-        raise ConfigError(where, f"module {module_name!r} has no {name!r}") from None
-    plugin = target() if callable(target) and not _is_plugin(target) else target
-    if not (_is_plugin(plugin) or getattr(plugin, "auth_methods", None)):
-        raise ConfigError(
-            where, "expected an object with authenticate(), authorize() or auth_methods"
-        )
-    return plugin
-
-
-def _is_plugin(obj: object) -> bool:
-    return not isinstance(obj, type) and (hasattr(obj, "authenticate") or hasattr(obj, "authorize"))

@@ -19,20 +19,25 @@ the rules. Authentication is never cached, so no password is kept.
 The broker's publish/deliver hot path may skip all of this and call the synchronous
 :meth:`~wrenmq.broker.auth.acl.AclFile.check` when the ACL file is the only authorizer.
 
-Imports: stdlib, ``wrenmq.broker.hooks`` (``Verdict``) and the sibling ``acl`` / ``passwd``.
+:func:`load_plugin` loads what ``auth_plugins = ["module:name"]`` names.
+
+Imports: stdlib, ``wrenmq.errors``, ``wrenmq.broker.hooks`` (``Verdict``) and the sibling ``acl``
+/ ``passwd``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from wrenmq.broker.auth.acl import Access, AclFile
 from wrenmq.broker.auth.passwd import PasswordFile
 from wrenmq.broker.hooks import Verdict
+from wrenmq.errors import ConfigError
 
 __all__ = [
     "AclAuthorizer",
@@ -40,6 +45,7 @@ __all__ = [
     "Authenticator",
     "Authorizer",
     "PasswordFileAuthenticator",
+    "load_plugin",
 ]
 
 log = logging.getLogger("wrenmq.broker.auth")
@@ -271,3 +277,38 @@ class AuthChain:
     def clear_cache(self) -> None:
         """Forget every cached authorization verdict (after the rules changed)."""
         self._cache.clear()
+
+
+def load_plugin(spec: str) -> Any:
+    """The object an ``auth_plugins`` entry ``"module:name"`` names; a class or function there
+    is called with no arguments to make it.
+
+    Raises:
+        ConfigError: the module cannot be imported, has no such name, making the object failed,
+            or it has none of ``authenticate``, ``authorize`` and ``auth_methods``.
+    """
+    module_name, _, name = spec.partition(":")
+    where = f"auth_plugins {spec!r}"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module's own code failing
+        raise ConfigError(where, f"cannot import {module_name!r}: {exc!r}") from None
+    try:
+        target = getattr(module, name)
+    except AttributeError:
+        raise ConfigError(where, f"module {module_name!r} has no {name!r}") from None
+    plugin = target
+    if callable(target) and not _is_plugin(target):
+        try:
+            plugin = target()
+        except Exception as exc:
+            raise ConfigError(where, f"{name}() failed: {exc!r}") from None
+    if not (_is_plugin(plugin) or getattr(plugin, "auth_methods", None)):
+        raise ConfigError(
+            where, "expected an object with authenticate(), authorize() or auth_methods"
+        )
+    return plugin
+
+
+def _is_plugin(obj: object) -> bool:
+    return not isinstance(obj, type) and (hasattr(obj, "authenticate") or hasattr(obj, "authorize"))
