@@ -328,3 +328,49 @@ async def test_flush_after_close_raises(h: Harness) -> None:
     with pytest.raises(StoreError):
         await h.store.flush()
     await h.store.close()  # idempotent
+
+
+async def test_load_queue_rows_common_and_uncommon(h: Harness) -> None:
+    s = h.store
+    s.record_session(session("c1"))
+    s.record_message(MessageRecord(1, "a/b", b"plain"))
+    s.record_message(MessageRecord(2, "c", b"rich", b"\x01\x01", expires_at=2_000_000_000.0))
+    s.record_delivery(DeliveryRecord("c1", 1, 1, 1))  # the common row
+    s.record_delivery(DeliveryRecord("c1", 2, 2, 2, True, (7, 9), 42, 1))  # every field set
+    s.record_delivery(DeliveryRecord("c1", 3, 1, 1))
+    common = (1, 1, "a/b", b"plain", None)
+    uncommon = (2, 2, "c", b"rich", (2, True, (7, 9), 42, 1, b"\x01\x01", 2_000_000_000.0))
+    expected = [common, uncommon, (3, *common[1:])]
+    assert await s.load_queue("c1", 0, 10) == expected  # not flushed yet
+    await h.reopen(snapshot_limit=0)
+    assert await h.store.load_queue("c1", 0, 10) == expected  # from disk
+    assert await h.store.load_queue("c1", 1, 1) == [uncommon]
+    assert await h.store.load_queue("c1", 3, 10) == []
+    assert await h.store.load_queue("nobody", 0, 10) == []
+
+
+async def test_load_queue_row_of_a_missing_message(h: Harness) -> None:
+    s = h.store
+    s.record_session(session("c1"))
+    s.record_delivery(DeliveryRecord("c1", 1, 99, 1))
+    (row,) = await s.load_queue("c1", 0, 10)
+    assert row[0] == 1 and row[2] is None  # the broker drops such a delivery
+
+
+async def test_before_commit_runs_before_each_commit(h: Harness) -> None:
+    s = h.store
+    calls = 0
+
+    def before() -> None:
+        nonlocal calls
+        calls += 1
+        s.record_session(session("late"))  # recorded here: part of this very commit
+
+    s.before_commit = before
+    s.record_session(session("c1"))
+    await s.flush()
+    assert calls >= 1  # SQLite asks once for the flush and once for the commit it starts
+    assert s.pending_changes == 0
+    s.before_commit = None
+    snap = await h.reopen()
+    assert {r.client_id for r in snap.sessions} == {"c1", "late"}

@@ -7,8 +7,9 @@ With ``durability = "ack"`` a QoS >= 1 PUBLISH is acknowledged (PUBACK/PUBREC) o
 of its deliveries is committed or over (acknowledged by its subscriber, dropped, expired);
 acknowledgements wait in order behind any earlier deferred one. A persistent session keeps at
 most ``memory_queue`` queued deliveries in memory; later ones are only on disk
-(``Session.spilled``) and are read back in pages as the queue drains, so memory does not grow
-with the size of offline queues.
+(``Session.spilled``) and are read back in pages (``PAGE``, read ahead: at most about 2 * PAGE
+in memory while it drains) as the queue drains, so memory does not grow with the size of offline
+queues.
 
 Deferred acknowledgements (``ack`` mode). ``ack()`` comes right after the PUBLISH it answers was
 routed, so the messages given an id since the previous ``ack()`` are that PUBLISH's (``_fresh``);
@@ -42,7 +43,7 @@ from wrenmq.broker.persistence.base import (
     SubscriptionRecord,
 )
 from wrenmq.broker.persistence.sqlite import decode_will, encode_will
-from wrenmq.broker.sessions import AWAIT_COMP, Outgoing, Session, SubOptions
+from wrenmq.broker.sessions import AWAIT_ACK, AWAIT_COMP, Outgoing, Session, SubOptions
 from wrenmq.codec.encode import PublishTemplate
 from wrenmq.codec.primitives import encode_varint
 from wrenmq.codec.properties import (
@@ -61,7 +62,10 @@ __all__ = ["Durable"]
 
 log = logging.getLogger("wrenmq.broker.persistence")
 
-PAGE = 2000  # deliveries read back from disk at a time
+# Deliveries read back from disk at a time. A session whose queue is partly on disk reads the next
+# page as soon as fewer than ``PAGE`` wait in memory, so a drain never waits for the disk (a read
+# may queue behind a commit's fsync); it holds at most about 2 * PAGE deliveries in memory.
+PAGE = 4000
 _MAX_FRESH = 1000  # messages tracked for the next acknowledgement before giving up on them
 # ``ack`` mode, see ``Durable._flush_loop``: how long acknowledgements may make no progress, and
 # how long anything may wait, before a commit starts.
@@ -113,6 +117,8 @@ class Durable:
         self.store = store
         self.defer_acks = mode == "ack"
         self.memory_queue = memory_queue
+        # ``Session.pump`` reads the next page of an on-disk queue once fewer wait in memory.
+        self.refill_below = max(memory_queue, PAGE)
         self.next_message_id = 1
         self.next_seq = 1
         self._acks: deque[_Ack] = deque()
@@ -129,6 +135,8 @@ class Durable:
         self._wake = asyncio.Event()  # something to commit
         self._hurry = asyncio.Event()  # ... that should not wait (see ``_flush_loop``)
         self._refilling: set[Session] = set()
+        self._unsaved: dict[Outgoing, Session] = {}  # sent, packet id and state not recorded
+        store.before_commit = self._save_sent
         self._tasks: set[asyncio.Task[Any]] = set()
         self.errors = 0
 
@@ -312,6 +320,8 @@ class Durable:
 
     def delete_session(self, session: Session) -> None:
         """The session ended: forget everything it had."""
+        if self._unsaved:
+            self._unsaved = {m: s for m, s in self._unsaved.items() if s is not session}
         self.store.record_session_deleted(session.client_id)
         self.kick()
 
@@ -357,6 +367,13 @@ class Durable:
 
     def record(self, session: Session, msg: Outgoing) -> None:
         """Record a delivery (new, or its packet id / state changed)."""
+        if msg.seq and msg.state == AWAIT_ACK:
+            # A stored delivery was just sent. Its packet id and state are recorded only when a
+            # commit starts (``_save_sent``): most are acknowledged before, and then nothing is
+            # recorded for them at all. On disk it is the same: a commit holds the new state of
+            # every delivery in flight when it started, and none of the others.
+            self._unsaved[msg] = session
+            return
         template = msg.template
         mid: int = template.message_id
         if not msg.seq:
@@ -387,6 +404,11 @@ class Durable:
             # PUBREL goes out now: back to AWAIT_ACK after a crash, the PUBLISH would be sent
             # again to a receiver that may have completed it, a duplicate at QoS 2.
             self._hurry.set()
+        self._record_delivery(session, msg, mid)
+        if self.defer_acks:
+            self._wake.set()
+
+    def _record_delivery(self, session: Session, msg: Outgoing, mid: int) -> None:
         self.store.record_delivery(
             DeliveryRecord(
                 session.client_id,
@@ -399,8 +421,21 @@ class Durable:
                 msg.state,
             )
         )
-        if self.defer_acks:
-            self._wake.set()
+
+    def _save_sent(self) -> None:
+        """Record the deliveries sent and still in flight (the store's ``before_commit``)."""
+        unsaved = self._unsaved
+        if unsaved:
+            self._unsaved = {}
+            sessions = self.broker.sessions
+            for msg, session in unsaved.items():
+                # Not over, not moved on to PUBREL (recorded then), its session still there.
+                if (
+                    msg.seq
+                    and msg.state == AWAIT_ACK
+                    and sessions.get(session.client_id) is session
+                ):
+                    self._record_delivery(session, msg, msg.template.message_id)
 
     def _track(self, mid: int) -> None:
         fresh = self._fresh
@@ -415,6 +450,7 @@ class Durable:
     def done(self, session: Session, msg: Outgoing) -> None:
         """A delivery is over (acknowledged, dropped, expired, moved to another member)."""
         if msg.seq:
+            self._unsaved.pop(msg, None)
             self.store.record_delivery_done(session.client_id, msg.seq)
             msg.seq = 0
             live = self._live
@@ -440,31 +476,55 @@ class Durable:
         task.add_done_callback(self._tasks.discard)
 
     async def _refill(self, session: Session) -> None:
+        client_id = session.client_id
         try:
-            records, messages = await self.store.load_deliveries(
-                session.client_id, session.spill_after, PAGE
-            )
+            rows = await self.store.load_queue(client_id, session.spill_after, PAGE)
         except Exception:
             self.errors += 1
-            log.exception("cannot read the queue of %r from the store", session.client_id)
+            log.exception("cannot read the queue of %r from the store", client_id)
             return
         finally:
             self._refilling.discard(session)
-        if self.broker.sessions.get(session.client_id) is not session:
+        if self.broker.sessions.get(client_id) is not session:
             return
+        # A page is thousands of rows: what ``_outgoing`` does, inlined, for the common row (see
+        # ``QueueRow``) and one template per message; deadlines move from wall-clock to loop
+        # time by one offset per page.
+        offset = self.broker.loop.time() - time.time()
+        after = session.spill_after
+        append = session.queue.append
         templates: dict[int, PublishTemplate] = {}
-        for rec in records:
-            if rec.seq <= session.spill_after:
+        taken = size = 0
+        for seq, mid, topic, payload, extra in rows:
+            if seq <= after:
                 continue
-            msg = self._outgoing(rec, messages, templates)
-            session.spill_after = rec.seq
-            session.spilled -= 1
-            if msg is None:
-                self.store.record_delivery_done(session.client_id, rec.seq)
+            after = seq
+            taken += 1
+            if topic is None:  # its message is gone: so is the delivery
+                self.store.record_delivery_done(client_id, seq)
                 continue
-            session.queue.append(msg)
-            session.queued_bytes += len(msg.template.payload)
-        if not records:
+            template = templates.get(mid)
+            if extra is None:
+                if template is None:
+                    template = templates[mid] = PublishTemplate(topic, payload)
+                    template.message_id = mid
+                msg = Outgoing(template, 1, False, (), None)
+            else:
+                qos, retain, sub_ids, packet_id, state, props, expires = extra
+                if template is None:
+                    template = templates[mid] = PublishTemplate(topic, payload, _props(props))
+                    template.message_id = mid
+                expires_at = None if expires is None else expires + offset
+                msg = Outgoing(template, qos, retain, sub_ids, expires_at)
+                msg.packet_id = packet_id
+                msg.state = state
+            msg.seq = seq
+            append(msg)
+            size += len(payload)
+        session.spill_after = after
+        session.spilled -= taken
+        session.queued_bytes += size
+        if not rows:
             session.spilled = 0  # nothing more on disk
         session.pump()
 

@@ -310,7 +310,7 @@ class Session:
                 self.release()
         durable = self.durable
         # Read the next page from disk early enough that the wire never waits for it.
-        if self.spilled and durable is not None and len(queue) < durable.memory_queue:
+        if self.spilled and durable is not None and len(queue) < durable.refill_below:
             durable.refill(self)
 
     def release(self) -> None:

@@ -18,8 +18,9 @@ dataclasses (a frozen one takes about four times as long to build); the others a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from wrenmq.errors import WrenError
 
@@ -27,12 +28,15 @@ __all__ = [
     "NEVER_EXPIRES",
     "DeliveryRecord",
     "MessageRecord",
+    "QueueExtra",
+    "QueueRow",
     "RetainedRecord",
     "SessionRecord",
     "SessionStore",
     "StoreError",
     "StoreSnapshot",
     "SubscriptionRecord",
+    "queue_extra",
 ]
 
 NEVER_EXPIRES = 0xFFFFFFFF  # a session expiry interval of UINT_MAX never expires (3.1.2.11.2)
@@ -100,6 +104,35 @@ class DeliveryRecord:
     state: int = 0
 
 
+# ``load_queue`` rows: a page of a long offline queue comes back as plain tuples, no records, since
+# reading back 200,000 deliveries is 200,000 rows (SQLite converts few columns, the broker builds
+# its own objects from them once). A row is ``(seq, message_id, topic, payload, extra)``:
+# ``topic`` is None when the message is missing (the delivery is to be dropped); ``extra`` is None
+# for the common delivery (QoS 1, no retain, no subscription identifiers, packet id 0, queued,
+# message without properties or expiry), else ``(qos, retain, subscription_identifiers,
+# packet_id, state, properties, expires_at)`` as in ``DeliveryRecord`` and ``MessageRecord``.
+QueueExtra: TypeAlias = tuple[int, bool, tuple[int, ...], int, int, bytes, float | None]
+QueueRow: TypeAlias = tuple[int, int, str | None, bytes, QueueExtra | None]
+
+
+def queue_extra(delivery: DeliveryRecord, message: MessageRecord) -> QueueExtra | None:
+    """The ``extra`` of a ``load_queue`` row: None when every field has its common value."""
+    if (
+        delivery.qos == 1
+        and not delivery.retain
+        and not delivery.subscription_identifiers
+        and not delivery.packet_id
+        and not delivery.state
+        and not message.properties
+        and message.expires_at is None
+    ):
+        return None
+    return (
+        delivery.qos, delivery.retain, delivery.subscription_identifiers, delivery.packet_id,
+        delivery.state, message.properties, message.expires_at,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class RetainedRecord:
     """A retained message."""
@@ -131,7 +164,14 @@ class StoreSnapshot:
 
 
 class SessionStore(Protocol):
-    """Durable broker state. ``record_*`` never block; ``flush`` makes them durable."""
+    """Durable broker state. ``record_*`` never block; ``flush`` makes them durable.
+
+    ``before_commit``, when set, is called on the event loop right before a commit takes the
+    changes recorded so far (whoever starts it: ``flush``, a periodic or automatic commit,
+    ``close``): its owner may record there what it keeps in memory until a commit needs it.
+    """
+
+    before_commit: Callable[[], None] | None
 
     async def open(self) -> StoreSnapshot:
         """Open (creating or migrating the schema), drop expired data, return the state."""
@@ -181,3 +221,7 @@ class SessionStore(Protocol):
         self, client_id: str, after_seq: int, limit: int
     ) -> tuple[list[DeliveryRecord], dict[int, MessageRecord]]:
         """The next ``limit`` deliveries of a session after ``after_seq`` with their messages."""
+
+    async def load_queue(self, client_id: str, after_seq: int, limit: int) -> list[QueueRow]:
+        """``load_deliveries`` as ``QueueRow`` tuples, each joined with its message: the cheap
+        way to read a long queue back page by page."""

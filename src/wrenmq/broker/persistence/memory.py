@@ -25,17 +25,20 @@ Imports only ``persistence.base``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from itertools import islice
 
 from wrenmq.broker.persistence.base import (
     NEVER_EXPIRES,
     DeliveryRecord,
     MessageRecord,
+    QueueRow,
     RetainedRecord,
     SessionRecord,
     StoreError,
     StoreSnapshot,
     SubscriptionRecord,
+    queue_extra,
 )
 
 __all__ = ["MemoryStore"]
@@ -48,6 +51,7 @@ class MemoryStore:
         if snapshot_limit < 0:
             raise ValueError("snapshot_limit must be >= 0")
         self.snapshot_limit = snapshot_limit
+        self.before_commit: Callable[[], None] | None = None
         self.commits = 0
         self._pending = 0
         self._open = False
@@ -94,6 +98,8 @@ class MemoryStore:
         """Nothing to write: clear the pending counter."""
         if not self._open:
             raise StoreError("the store is not open")
+        if self.before_commit is not None:
+            self.before_commit()
         if self._pending:
             self.commits += 1
             self._pending = 0
@@ -227,4 +233,20 @@ class MemoryStore:
         per = self._deliveries.get(client_id, {})
         seqs = islice((s for s in sorted(per) if s > after_seq), max(limit, 0))
         deliveries = [per[s] for s in seqs]
-        return deliveries, {d.message_id: self._messages[d.message_id] for d in deliveries}
+        messages = self._messages
+        # A delivery whose message is gone comes back without it, as from SQLite (dropped then).
+        return deliveries, {
+            d.message_id: messages[d.message_id] for d in deliveries if d.message_id in messages
+        }
+
+    async def load_queue(self, client_id: str, after_seq: int, limit: int) -> list[QueueRow]:
+        """``load_deliveries`` as ``QueueRow`` tuples, each joined with its message."""
+        deliveries, messages = await self.load_deliveries(client_id, after_seq, limit)
+        rows: list[QueueRow] = []
+        for d in deliveries:
+            m = messages.get(d.message_id)
+            if m is None:
+                rows.append((d.seq, d.message_id, None, b"", None))
+            else:
+                rows.append((d.seq, d.message_id, m.topic, m.payload, queue_extra(d, m)))
+        return rows
