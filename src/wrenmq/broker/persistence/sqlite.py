@@ -348,11 +348,14 @@ class _Batch:
             if d is not None:
                 self.unref(d.message_id)
 
-    def unref(self, message_id: int) -> None:
-        """A delivery of this batch referencing ``message_id`` went away."""
+    def unref(self, message_id: int, *, touch: bool = True) -> None:
+        """A delivery of this batch referencing ``message_id`` went away; ``touch=False`` when
+        the delivery's row is deleted on disk, which touches the message already.
+        """
         n = self.refs.get(message_id)
         if n is None:
-            self.touched.add(message_id)  # the message may be on disk
+            if touch:
+                self.touched.add(message_id)  # the message may be on disk
         elif n > 1:
             self.refs[message_id] = n - 1
         else:  # recorded in this batch and referenced by nothing: never written
@@ -910,17 +913,9 @@ class SQLiteStore:
         else:
             per[seq] = None
             if earlier is not None:
-                # As ``unref``, without touching the message: deleting the row on disk touches
-                # it (``_TOUCH_DELIVERY``), and a queue draining would touch every one twice.
-                refs = batch.refs
-                mid = earlier.message_id
-                n = refs.get(mid)
-                if n is not None:
-                    if n > 1:
-                        refs[mid] = n - 1
-                    else:
-                        del refs[mid]
-                        del batch.messages[mid]
+                # Deleting the row on disk touches its message (``_TOUCH_DELIVERY``): touching it
+                # here too would touch every message of a draining queue twice.
+                batch.unref(earlier.message_id, touch=False)
         self._gen += 1  # _changed(), inlined on the hot path
         batch.changes += 1
         if batch.changes > AUTO_FLUSH_CHANGES:
