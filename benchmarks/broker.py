@@ -27,6 +27,9 @@ How each broker runs:
   RLIMIT_NOFILE raised to the hard limit (10,000 connections).
 * **wrenmq** (``wrenmq broker -c FILE -p PORT``, uvloop): ``sys_interval = 0``,
   ``log_level = "warning"``, ``max_queued_messages = 1000`` (the default, written out).
+* **wrenmq-authz** / **wrenmq-authz0** (only with ``--only``): wrenmq as above plus an
+  always-allow ``Authorizer`` loaded from ``auth_plugins``, with ``auth_cache_ttl`` 60 / 0: what
+  a pluggable authorizer costs when its verdicts are cached, and when every PUBLISH awaits one.
 * **Mosquitto** (``/usr/sbin/mosquitto -c FILE``): ``listener PORT 127.0.0.1``,
   ``allow_anonymous true``, ``max_queued_messages 1000``, ``max_connections -1``,
   ``sys_interval 0`` and ``log_type error`` + ``warning``: like wrenmq it writes no log line per
@@ -120,6 +123,10 @@ class Scenario:
     args: tuple[str, ...]
     kind: str  # "rate" (msg/s), "latency" (p50/p99 at a fixed rate) or "conn"
     unit: str = "msg/s"
+
+
+# wrenmq with a pluggable authorizer, by name: its auth_cache_ttl (0 = asked for every packet).
+AUTHZ_VARIANTS = {"wrenmq-authz": 60, "wrenmq-authz0": 0}
 
 
 def _split(args: str) -> tuple[str, ...]:
@@ -260,12 +267,34 @@ class BrokerSpec:
     version: str = ""
 
 
-def _wrenmq_argv(port: int, workdir: Path) -> list[str]:
+def _wrenmq_argv(port: int, workdir: Path, extra: str = "") -> list[str]:
     conf = workdir / "wrenmq.toml"
-    conf.write_text('sys_interval = 0\nlog_level = "warning"\nmax_queued_messages = 1000\n')
+    conf.write_text('sys_interval = 0\nlog_level = "warning"\nmax_queued_messages = 1000\n' + extra)
     script = Path(sys.executable).parent / "wrenmq"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "wrenmq"]
     return [*command, "broker", "-c", str(conf), "-p", str(port)]
+
+
+_AUTHZ_PLUGIN = """from wrenmq.broker.hooks import Verdict
+
+
+class AllowAll:
+    \"\"\"Allows everything: what asking a pluggable authorizer costs by itself.\"\"\"
+
+    async def authorize(self, client_id, username, topic, access):
+        return Verdict.ALLOW
+"""
+
+
+def _wrenmq_authz_argv(cache_ttl: int) -> Callable[[int, Path], list[str]]:
+    """wrenmq with an always-allow authorizer plugin asked on every PUBLISH and SUBSCRIBE."""
+
+    def argv(port: int, workdir: Path) -> list[str]:
+        (workdir / "benchauthz.py").write_text(_AUTHZ_PLUGIN)
+        extra = f'auth_plugins = ["benchauthz:AllowAll"]\nauth_cache_ttl = {cache_ttl}\n'
+        return ["env", f"PYTHONPATH={workdir}", *_wrenmq_argv(port, workdir, extra)]
+
+    return argv
 
 
 def _mosquitto_argv(port: int, workdir: Path) -> list[str]:
@@ -596,7 +625,8 @@ def _check_text(names: list[str], outs_by_broker: dict[str, list[Outcome]]) -> t
 def render(results: Results, names: list[str], scenarios: list[Scenario], scale: int) -> str:
     label = {n: (f"amqtt (/{scale})" if n == "amqtt" and scale > 1 else n) for n in names}
     others = [n for n in names if n != "wrenmq"] if "wrenmq" in names else []
-    head = ["scenario", *(label[n] for n in names), *(f"w/{n[:5]}" for n in others), "check"]
+    short = {n: n.removeprefix("wrenmq-") if n.startswith("wrenmq-") else n[:5] for n in others}
+    head = ["scenario", *(label[n] for n in names), *(f"w/{short[n]}" for n in others), "check"]
     rows: list[list[str]] = []
     for sc in scenarios:
         outs = {n: results.get(n, {}).get(sc.key, []) for n in names}
@@ -650,6 +680,9 @@ def _specs(names: list[str], scale: int, skipped: dict[str, str]) -> list[Broker
     for name in names:
         if name == "wrenmq":
             specs.append(BrokerSpec("wrenmq", _wrenmq_argv, version=_wrenmq_version()))
+        elif name in AUTHZ_VARIANTS:
+            argv = _wrenmq_authz_argv(AUTHZ_VARIANTS[name])
+            specs.append(BrokerSpec(name, argv, version=_wrenmq_version()))
         elif name == "mosquitto":
             if not os.access(MOSQUITTO, os.X_OK):
                 skipped[name] = f"{MOSQUITTO} not installed (make debs)"
@@ -673,13 +706,14 @@ def _csv(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    brokers = ("wrenmq", "mosquitto", "amqtt")
+    brokers = ("wrenmq", "mosquitto", "amqtt", *AUTHZ_VARIANTS)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--only",
         type=lambda v: _csv(v, brokers, "--only"),
-        default=list(brokers),
-        help="brokers to run, comma-separated (default: all three)",
+        default=["wrenmq", "mosquitto", "amqtt"],
+        help="brokers to run, comma-separated (default: wrenmq,mosquitto,amqtt; also "
+        "wrenmq-authz, wrenmq-authz0)",
     )
     p.add_argument(
         "--scenarios",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from wrenmq.broker.connection import Connection
 
-__all__ = ["DeliveryAcl", "allowed", "await_verdicts"]
+__all__ = ["DeliveryAcl", "allowed", "ask", "await_verdicts", "decision"]
 
 
 class DeliveryAcl:
@@ -75,16 +75,25 @@ def await_verdicts(
     """Ask the authorizers what nothing settles yet; True if that must be awaited (then the
     connection is held and ``retry`` runs once every answer is in).
     """
-    chain = conn.broker.authorizer
-    if chain is None:
+    if conn.broker.authorizer is None:
         return False
     missing = [check for check in checks if _decision(conn, *check, use=False) is None]
     if not missing:
         return False
+    ask(conn, missing, retry)
+    return True
+
+
+def ask(conn: Connection, missing: list[tuple[str, Access]], retry: Callable[[], None]) -> None:
+    """Hold the connection while the authorizers judge ``missing``; then ``retry``, which finds
+    the verdicts in ``conn.granted``.
+    """
+    chain = conn.broker.authorizer
+    assert chain is not None
     client_id, username = conn.client_id, conn.username
     timeout = conn.broker.config.auth_timeout
 
-    async def ask() -> list[Verdict]:
+    async def verdicts() -> list[Verdict]:
         asked = [
             within(
                 chain.authorize(client_id, username, topic, access),
@@ -108,8 +117,14 @@ def await_verdicts(
         finally:
             conn.granted = None  # non-empty only while the packet is handled again
 
-    conn.suspend(ask(), answered)
-    return True
+    conn.suspend(verdicts(), answered)
+
+
+def decision(conn: Connection, topic: str, access: Access) -> bool | None:
+    """The decision if it is known now (the ACL file, a verdict brought back or cached), None
+    when the authorizers must be asked (``ask``).
+    """
+    return _decision(conn, topic, access, use=True)
 
 
 def allowed(conn: Connection, topic: str, access: Access) -> bool:

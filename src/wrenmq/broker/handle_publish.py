@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wrenmq.broker.auth.acl import Access
-from wrenmq.broker.authorize import allowed, await_verdicts
+from wrenmq.broker.authorize import ask, decision
 from wrenmq.broker.hooks import HookEvent
 from wrenmq.codec.packets import PubAck, PubComp, Publish, PubRec, PubRel
 from wrenmq.codec.properties import NO_PROPERTIES
@@ -136,9 +136,11 @@ def handle_publish(conn: Connection, p: Publish) -> None:
             _ack(conn, qos, packet_id, ReasonCode.NOT_AUTHORIZED)
         return
     if broker.acl is not None or broker.authorizer is not None:
-        if await_verdicts(conn, [(topic, Access.WRITE)], lambda: handle_publish(conn, p)):
-            return  # handled again once the authorizers have answered
-        if not allowed(conn, topic, Access.WRITE):
+        ok = decision(conn, topic, Access.WRITE)
+        if ok is None:  # handled again once the authorizers have answered
+            ask(conn, [(topic, Access.WRITE)], lambda: handle_publish(conn, p))
+            return
+        if not ok:
             _denied(conn, session, qos, packet_id)
             return
     hooks = broker.hooks
