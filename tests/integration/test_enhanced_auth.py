@@ -432,11 +432,12 @@ def test_cli_pub_and_sub_with_scram(password_file: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         ) as sub:
+            assert bt.broker is not None
+            broker = bt.broker
             deadline = time.monotonic() + 15
-            while bt.call(lambda: bt.broker.connected_count if bt.broker else 0) < 1:
-                assert time.monotonic() < deadline, "the subscriber did not connect"
+            while not bt.call(lambda: any(f == "cli/#" for _, f, _ in broker.list_subscriptions())):
+                assert time.monotonic() < deadline, "the subscriber did not subscribe"
                 time.sleep(0.05)
-            time.sleep(0.2)  # its SUBSCRIBE follows the CONNACK
             pub = subprocess.run(
                 [WRENMQ, "pub", *addr, *creds, "-t", "cli/x", "-m", "over scram", "-q", "1"],
                 capture_output=True,
