@@ -492,7 +492,7 @@ class Durable:
         # time by one offset per page.
         offset = self.broker.loop.time() - time.time()
         after = session.spill_after
-        append = session.queue.append
+        append = session.writable_queue().append
         templates: dict[int, PublishTemplate] = {}
         taken = size = 0
         for seq, mid, topic, payload, extra in rows:
@@ -596,7 +596,7 @@ class Durable:
                 else:
                     msg.state = 0
                     msg.packet_id = 0
-                    session.queue.append(msg)
+                    session.writable_queue().append(msg)
                     session.queued_bytes += len(msg.template.payload)
             loaded = len(snap.deliveries.get(rec.client_id, ()))
             session.spilled = max(0, snap.pending.get(rec.client_id, 0) - loaded)

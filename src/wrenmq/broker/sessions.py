@@ -24,6 +24,22 @@ __all__ = ["SESSION_NEVER_EXPIRES", "Outgoing", "Session", "SubOptions"]
 
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
+
+class _NoQueue(deque[Any]):
+    """The empty queue every session starts with, shared: an empty ``deque`` costs ~760 bytes,
+    most of an idle connection's. ``Session.writable_queue`` gives a session its own before the
+    first append; appending to this one is a bug, and loud.
+    """
+
+    def append(self, *args: Any) -> None:
+        """Refused, as every other way of adding to it."""
+        raise RuntimeError("adding to the shared empty queue: use Session.writable_queue()")
+
+    appendleft = extend = extendleft = insert = append
+
+
+_NO_QUEUE: deque[Any] = _NoQueue()
+
 # Outgoing states.
 QUEUED, AWAIT_ACK, AWAIT_COMP = 0, 1, 2
 
@@ -145,7 +161,7 @@ class Session:
         self.subscriptions: dict[str, SubOptions] = {}
         self.inflight: dict[int, Outgoing] = {}
         self.inflight_max = 20
-        self.queue: deque[Outgoing] = deque()
+        self.queue: deque[Outgoing] = _NO_QUEUE  # its own deque on the first append
         self.max_queued = max_queued
         self.max_queued_bytes = 0
         self.queued_bytes = 0  # payload bytes in ``queue``
@@ -233,6 +249,8 @@ class Session:
                     self.spill_after = msg.seq - 1
                 self.spilled += 1  # on disk only; read back when the queue drains
                 return
+        if queue is _NO_QUEUE:
+            queue = self.queue = deque()
         queue.append(msg)
         self.queued_bytes += size
         if not msg.qos:
@@ -244,6 +262,13 @@ class Session:
             and self.pressure is not None
         ):
             self.pressure.append(self)
+
+    def writable_queue(self) -> deque[Outgoing]:
+        """``queue``, made the session's own if it still is the shared empty one."""
+        queue = self.queue
+        if queue is _NO_QUEUE:
+            queue = self.queue = deque()
+        return queue
 
     def _victim(self, incoming: Outgoing) -> Outgoing:
         """What a full queue gives up for ``incoming``: a queued QoS 0 message, else ``incoming``
